@@ -1,0 +1,293 @@
+"""Solve and install conda packages with the embedded py-rattler engine.
+
+Only this module talks to py-rattler's solver and installer, so its API churn between minor
+versions (we pin one minor series) is absorbed in one place. Everything here is synchronous for
+callers; py-rattler's coroutines run inside :func:`_run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+from collections.abc import Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pmpm.channels import ResolvedChannel
+from pmpm.errors import PmpmError
+
+if TYPE_CHECKING:
+    from rattler import PrefixRecord, RepoDataRecord
+
+T = TypeVar("T")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a py-rattler coroutine to completion.
+
+    The short sleep lets py-rattler's tokio workers finish before the loop closes: without it
+    about one process in ten crashed at interpreter exit after a successful install.
+    """
+
+    async def wrapper() -> T:
+        try:
+            return await coro
+        finally:
+            await asyncio.sleep(0.05)
+
+    return asyncio.run(wrapper())
+
+
+def cache_dir() -> Path:
+    """pmpm's own cache: package cache in ``pkgs/``, repodata in ``repodata/``."""
+    base = os.environ.get("PMPM_CACHE_DIR")
+    if base:
+        return Path(base)
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "pmpm"
+
+
+def host_subdir() -> str:
+    from rattler import Platform
+
+    return str(Platform.current())
+
+
+def detect_virtual_packages():
+    """The host's virtual packages, with conda's ``CONDA_OVERRIDE_*`` variables honoured."""
+    from rattler import VirtualPackage, VirtualPackageOverrides
+
+    try:
+        return VirtualPackage.detect(VirtualPackageOverrides.from_env())
+    except Exception as exc:  # py-rattler raises its own types for a malformed override
+        raise PmpmError(
+            f"cannot detect virtual packages: {exc}",
+            hint="check the CONDA_OVERRIDE_* variables in your environment",
+        ) from None
+
+
+# --------------------------------------------------------------------------- prefix state
+
+
+def installed_records(prefix: Path) -> list[PrefixRecord]:
+    """The packages a prefix holds, read from ``conda-meta/*.json`` as conda does."""
+    from rattler import PrefixRecord
+
+    meta = prefix / "conda-meta"
+    if not meta.is_dir():
+        return []
+    records = []
+    for path in sorted(meta.glob("*.json")):
+        try:
+            records.append(PrefixRecord.from_path(path))
+        except Exception as exc:
+            raise PmpmError(
+                f"unreadable package record: {exc}",
+                where=str(path),
+                hint="remove the file and run pmpm again to reinstall that package",
+            ) from None
+    return records
+
+
+def damaged_packages(prefix: Path, records: Iterable[PrefixRecord]) -> set[str]:
+    """Names of installed packages with files missing: what a killed run leaves behind."""
+    damaged = set()
+    for record in records:
+        for rel in record.files:
+            if not os.path.lexists(prefix / rel):
+                damaged.add(record.name.normalized)
+                break
+    return damaged
+
+
+# --------------------------------------------------------------------------- transactions
+
+
+@dataclass(frozen=True)
+class Change:
+    """One line of a transaction, as ``--dry-run`` prints it."""
+
+    kind: str  # install | upgrade | downgrade | change | remove
+    name: str
+    old: str | None = None
+    new: str | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "install":
+            return f"  + {self.name} {self.new}"
+        if self.kind == "remove":
+            return f"  - {self.name} {self.old}"
+        arrow = {"upgrade": "↑", "downgrade": "↓", "change": "~"}[self.kind]
+        return f"  {arrow} {self.name} {self.old} -> {self.new}"
+
+
+def _label(record) -> str:
+    return f"{record.version}-{record.build}"
+
+
+def diff(installed: Sequence[RepoDataRecord], target: Sequence[RepoDataRecord]) -> list[Change]:
+    """What installing ``target`` over ``installed`` does, package by package."""
+    old = {r.name.normalized: r for r in installed}
+    new = {r.name.normalized: r for r in target}
+    changes = []
+    for name in sorted(old.keys() | new.keys()):
+        before, after = old.get(name), new.get(name)
+        if before is None:
+            changes.append(Change("install", name, new=_label(after)))
+        elif after is None:
+            changes.append(Change("remove", name, old=_label(before)))
+        elif before.url != after.url or _label(before) != _label(after):
+            if after.version > before.version:
+                kind = "upgrade"
+            elif after.version < before.version:
+                kind = "downgrade"
+            else:
+                kind = "change"
+            changes.append(Change(kind, name, _label(before), _label(after)))
+    return changes
+
+
+# --------------------------------------------------------------------------- solve
+
+
+def _gateway(offline: bool):
+    from rattler import Gateway, SourceConfig
+
+    action = "force-cache-only" if offline else "cache-or-fetch"
+    return Gateway(
+        cache_dir=cache_dir() / "repodata",
+        default_config=SourceConfig(cache_action=action),
+    )
+
+
+_NO_CANDIDATES = re.compile(r"(?:no candidates were found for|cannot find package|No candidates were found for)\s+"
+                            r"([A-Za-z0-9_.\-]+)")
+
+
+def solve(
+    specs: Sequence[str],
+    channels: Sequence[ResolvedChannel],
+    *,
+    subdir: str,
+    locked: Sequence[RepoDataRecord] = (),
+    offline: bool = False,
+    describe: dict[str, str] | None = None,
+) -> list[RepoDataRecord]:
+    """Solve ``specs`` against ``channels``; ``locked`` records are preferred (kept if possible).
+
+    ``describe`` maps a package name to where the user wrote it (``file:line``), so an
+    unsatisfiable request names the lines to change.
+    """
+    from rattler import Channel, solve as rattler_solve
+
+    sources = [Channel(c.url) for c in channels]
+
+    async def go():
+        return await rattler_solve(
+            sources,
+            list(specs),
+            gateway=_gateway(offline),
+            platforms=[subdir, "noarch"],
+            locked_packages=list(locked),
+            virtual_packages=detect_virtual_packages(),
+        )
+
+    try:
+        return _run(go())
+    except Exception as exc:
+        raise _explain_solve_error(exc, channels, describe or {}, offline) from None
+
+
+def _explain_solve_error(exc: Exception, channels, describe: dict[str, str], offline: bool) -> PmpmError:
+    text = str(exc).strip()
+    kind = type(exc).__name__
+    names = ", ".join(c.url for c in channels)
+    if kind == "SolverError":
+        mentioned = [f"{name} ({where})" for name, where in describe.items()
+                     if re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", text)]
+        where_lines = ("\nthe request lines involved: " + "; ".join(mentioned)) if mentioned else ""
+        return PmpmError(
+            "the environment cannot be solved:\n" + text + where_lines,
+            hint=f"loosen or change the specs named above, or add a channel that has them (searched: {names})",
+        )
+    if kind in ("FetchRepoDataError", "GatewayError", "CacheDirError", "IoError"):
+        hint = "check the channel URL and your network"
+        if offline:
+            hint = "--offline reads only cached repodata: run once online first, or use local channels"
+        return PmpmError(f"cannot read the channels ({names}): {text}", hint=hint)
+    return PmpmError(f"solving failed ({kind}): {text}", hint="check the specs and channels in the env file")
+
+
+# --------------------------------------------------------------------------- install
+
+
+def verify_local_sha256(records: Iterable[RepoDataRecord]) -> None:
+    """Check packages from ``file://`` channels against their repodata sha256.
+
+    py-rattler trusts local files; a tampered or re-built package in a local channel whose index
+    was not refreshed must stop the run before anything is linked.
+    """
+    from urllib.parse import unquote, urlparse
+
+    for record in records:
+        if not record.url.startswith("file://"):
+            continue
+        path = Path(unquote(urlparse(record.url).path))
+        label = f"{record.name.normalized} {record.version} {record.build}"
+        if not path.is_file():
+            raise PmpmError(
+                f"package {label} is listed in the channel index but its file is missing: {path}",
+                hint="re-index the channel so its repodata.json matches the files present",
+            )
+        if record.sha256 is None:
+            continue
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        if digest.digest() != bytes(record.sha256):
+            raise PmpmError(
+                f"sha256 mismatch for package {label}: the channel index says "
+                f"{bytes(record.sha256).hex()}, the file {path} has {digest.hexdigest()}",
+                hint="the file changed after the channel was indexed: re-index the channel "
+                "or restore the original package",
+            )
+
+
+def install(
+    records: Sequence[RepoDataRecord],
+    prefix: Path,
+    *,
+    installed: Sequence[PrefixRecord],
+    requested: Sequence[str],
+    reinstall: set[str] | None = None,
+) -> None:
+    """Make ``prefix`` hold exactly ``records`` (packages not listed are removed)."""
+    from rattler import MatchSpec
+    from rattler import install as rattler_install
+
+    specs = [MatchSpec(s, strict=False)._match_spec for s in requested]
+    try:
+        _run(
+            rattler_install(
+                list(records),
+                prefix,
+                cache_dir=cache_dir() / "pkgs",
+                installed_packages=list(installed),
+                reinstall_packages=reinstall or None,
+                show_progress=False,
+                requested_specs=specs,
+            )
+        )
+    except Exception as exc:
+        text = str(exc).strip()
+        match = re.search(r"(?:fetch|link|install)\s+(\S+?\.(?:conda|tar\.bz2))", text)
+        package = f" ({match.group(1)})" if match else ""
+        raise PmpmError(
+            f"installing into {prefix} failed{package}: {text}",
+            hint="the package named above is broken or unreadable; fix or remove it from the "
+            "channel (re-index it), then run pmpm again",
+        ) from None

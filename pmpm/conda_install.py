@@ -1,0 +1,222 @@
+"""``pmpm conda_install``: make PREFIX the conda environment an env file describes.
+
+Order of work, each step cheap before the next costly one: the no-op check (file hash + stats),
+then parse, resolve channels, take the prefix lock, repair an interrupted run, solve, show or
+apply the transaction under a journal, pip, variables, and finally the state that makes the next
+identical run a no-op. Any failure after the journal is written puts PREFIX back as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pmpm import journal, state
+from pmpm.errors import PmpmError
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Options:
+    prefix: Path
+    file: Path
+    dry_run: bool = False
+    offline: bool = False
+    update: bool = False
+    backend: str = "rattler"
+    channel_alias: str | None = None
+
+    def fingerprint(self) -> dict[str, str]:
+        """The options that change what PREFIX ends up holding."""
+        from pmpm.channels import channel_alias
+
+        return {"backend": self.backend, "channel_alias": channel_alias(self.channel_alias)}
+
+
+def run(opts: Options, say: Say = print) -> int:
+    prefix = opts.prefix.expanduser().absolute()
+    try:
+        env_bytes = opts.file.read_bytes()
+    except OSError as exc:
+        raise PmpmError(f"cannot read the env file: {exc.strerror}", where=str(opts.file),
+                        hint="check the path given with --file") from None
+    want = state.expected(env_bytes, opts.fingerprint())
+    if not (opts.dry_run or opts.update) and state.up_to_date(prefix, want):
+        say(f"{prefix} is up to date with {opts.file}")
+        return 0
+
+    from pmpm.spec import load_env_file
+
+    spec = load_env_file(opts.file)
+    for note in spec.pmpm.notes:
+        say(f"note: {note}")
+    _refuse_unsupported(spec)
+    _refuse_foreign_folder(prefix)
+
+    if opts.dry_run:
+        return _dry_run(spec, prefix, opts, say)
+
+    from pmpm.prefix_lock import prefix_lock
+
+    created = not prefix.exists()
+    try:
+        with prefix_lock(prefix, on_wait=say):
+            if journal.pending(prefix):
+                say(f"repairing {prefix}: a previous pmpm run was interrupted")
+                journal.restore(prefix)
+            if state.up_to_date(prefix, want) and not opts.update:
+                say(f"{prefix} is up to date with {opts.file}")
+                return 0
+            _apply(spec, prefix, opts, want, say)
+    except BaseException:
+        if created and _only_pmpm_left(prefix):
+            shutil.rmtree(prefix, ignore_errors=True)
+        raise
+    return 0
+
+
+def _refuse_unsupported(spec) -> None:
+    from pmpm.errors import located
+
+    if spec.explicit:
+        raise PmpmError(
+            "explicit package lists (@EXPLICIT) are read but not installed by this version of pmpm",
+            where=located(spec.path, 1),
+            hint="use an environment.yml with channels and dependencies",
+        )
+    if spec.pmpm.packages:
+        first = spec.pmpm.packages[0]
+        raise PmpmError(
+            "this version of pmpm sets up the conda stage only: compiling `_pmpm.packages` is not available yet",
+            where=located(spec.path, first.line),
+            hint="remove `packages` from `_pmpm` to create the conda environment now",
+        )
+
+
+def _refuse_foreign_folder(prefix: Path) -> None:
+    """Like conda, never take over a non-empty folder that is not an environment."""
+    if prefix.is_dir() and not (prefix / "conda-meta").is_dir() and any(prefix.iterdir()):
+        raise PmpmError(
+            f"{prefix} exists, is not empty and is not a conda environment (no conda-meta folder)",
+            hint="choose a new or empty folder as PREFIX",
+        )
+    if prefix.exists() and not prefix.is_dir():
+        raise PmpmError(f"{prefix} exists and is not a folder", hint="choose another PREFIX")
+
+
+def _only_pmpm_left(prefix: Path) -> bool:
+    """After a failed first run: is all that is left pmpm's own lock folder?"""
+    if not prefix.is_dir():
+        return False
+    for root, _dirs, files in os.walk(prefix):
+        rel = os.path.relpath(root, prefix)
+        if files and rel != str(journal.PMPM_DIR):
+            return False
+    return True
+
+
+def _solve(spec, prefix: Path, opts: Options):
+    from pmpm import conda
+    from pmpm.channels import resolve_channels, spec_for_solver
+    from pmpm.errors import located
+
+    channels = resolve_channels(spec, alias_override=opts.channel_alias)
+    specs = [spec_for_solver(d, alias_override=opts.channel_alias, base_dir=spec.path.parent)
+             for d in spec.dependencies]
+    installed = conda.installed_records(prefix)
+    describe = {d.name: located(spec.path, d.line) for d in spec.dependencies}
+    records = conda.solve(
+        specs,
+        channels,
+        subdir=conda.host_subdir(),
+        locked=[] if opts.update else installed,
+        offline=opts.offline,
+        describe=describe,
+    )
+    return channels, specs, installed, records
+
+
+def _dry_run(spec, prefix: Path, opts: Options, say: Say) -> int:
+    from pmpm import conda
+
+    _, _, installed, records = _solve(spec, prefix, opts)
+    changes = conda.diff(installed, records)
+    if not changes:
+        say(f"dry run: {prefix} already has these {len(records)} packages; nothing to change")
+        return 0
+    say(f"dry run: would change {prefix} as follows (nothing was changed):")
+    for change in changes:
+        say(str(change))
+    return 0
+
+
+def _apply(spec, prefix: Path, opts: Options, want: state.State, say: Say) -> None:
+    from pmpm import backends, conda, variables
+    from pmpm.pip_stage import install_pip
+
+    if opts.backend != "rattler":
+        from pmpm.channels import resolve_channels, spec_for_solver
+
+        channels = resolve_channels(spec, alias_override=opts.channel_alias)
+        specs = [spec_for_solver(d, alias_override=opts.channel_alias, base_dir=spec.path.parent)
+                 for d in spec.dependencies]
+        backends.executable(opts.backend)
+        journal.begin(prefix)
+        try:
+            backends.install_with(opts.backend, spec, prefix, channels, specs, offline=opts.offline)
+            install_pip(spec, prefix, offline=opts.offline)
+        except BaseException:
+            journal.restore(prefix)
+            raise
+        journal.commit(prefix)
+        _finish(prefix, want, channels)
+        say(f"{prefix} is ready ({opts.backend})")
+        return
+
+    channels, specs, installed, records = _solve(spec, prefix, opts)
+    changes = conda.diff(installed, records)
+    damaged = conda.damaged_packages(prefix, installed)
+    vars_changed = variables.read(prefix) != spec.variables
+    if not (changes or damaged or vars_changed or spec.pip):
+        _finish(prefix, want, channels)
+        say(f"{prefix} already has the {len(records)} packages {opts.file} asks for")
+        return
+
+    keep = {r.url for r in installed if r.name.normalized not in damaged}
+    conda.verify_local_sha256([r for r in records if r.url not in keep])
+    for change in changes:
+        say(str(change))
+    if damaged:
+        say("relinking damaged packages: " + ", ".join(sorted(damaged)))
+    journal.begin(prefix)
+    try:
+        conda.install(records, prefix, installed=installed, requested=specs, reinstall=damaged)
+        variables.write(prefix, spec.variables)
+        install_pip(spec, prefix, offline=opts.offline)
+    except BaseException:
+        try:
+            journal.restore(prefix)
+        except PmpmError as exc:
+            say(f"could not put {prefix} back as it was: {exc}")
+        raise
+    journal.commit(prefix)
+    _finish(prefix, want, channels)
+    say(f"{prefix} is ready: {len(records)} packages")
+
+
+def _finish(prefix: Path, want: state.State, channels) -> None:
+    """Record what made this result so that an identical next run is a no-op."""
+    from pmpm.conda import host_subdir
+
+    watched = []
+    for channel in channels:
+        if channel.local_path is not None:
+            for subdir in (host_subdir(), "noarch"):
+                watched += [channel.local_path / subdir / "repodata.json"]
+    state.watch(want, watched)
+    want.records = state.records_digest(prefix)
+    want.save(prefix)

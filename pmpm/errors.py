@@ -1,0 +1,48 @@
+"""The one exception type users see.
+
+Every failure a user can cause or fix (bad YAML, an unsatisfiable spec, a wrong checksum, a lock
+held by another run) is raised as :class:`PmpmError` with what went wrong, where (file and line,
+package), and what to do next. The CLI prints it without a traceback; anything else escaping is a
+bug in pmpm and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class PmpmError(Exception):
+    """A failure explained for the user.
+
+    ``where`` names the file (and line) or package; ``hint`` says what to do next; ``log`` points
+    at a kept log when there is one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        where: str | None = None,
+        hint: str | None = None,
+        log: Path | None = None,
+        exit_code: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+        self.hint = hint
+        self.log = log
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.hint:
+            text += f"\nhint: {self.hint}"
+        if self.log:
+            text += f"\nlog: {self.log}"
+        return text
+
+
+def located(path: Path | str, line: int | None) -> str:
+    """Format a ``file:line`` location the way compilers do, so editors can jump to it."""
+    return f"{path}:{line}" if line else str(path)

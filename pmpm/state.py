@@ -1,0 +1,86 @@
+"""Know, without solving, that a prefix already is what the env file asks for.
+
+After a successful run pmpm stores a fingerprint of every input that decided the result: the env
+file's bytes, the options that change the outcome, ``CONDA_OVERRIDE_*``, the index files of local
+channels (stat only), and the list of package records in the prefix. A re-run whose fingerprint
+matches (and with no interrupted run pending) is a no-op: no YAML parse, no py-rattler import, no
+solve. Remote channels are not re-read then, as with a lock file: ``--update`` re-solves against
+their current contents.
+
+This module must stay cheap to import: it is on the no-op path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pmpm import __version__
+from pmpm.fsutil import atomic_write_text
+from pmpm.journal import pending, pmpm_dir
+
+FORMAT = 1
+
+
+def _stat_key(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def records_digest(prefix: Path) -> str:
+    """Which package records the prefix holds (names only: cheap, and any change renames)."""
+    try:
+        names = sorted(n for n in os.listdir(prefix / "conda-meta") if n.endswith(".json"))
+    except OSError:
+        names = []
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()
+
+
+def overrides() -> dict[str, str]:
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith("CONDA_OVERRIDE_")}
+
+
+@dataclass
+class State:
+    """What the last successful run was given; ``watched`` maps local index files to their stat."""
+
+    env_sha256: str
+    options: dict[str, str]
+    watched: dict[str, list[int] | None] = field(default_factory=dict)
+    records: str = ""
+    pmpm_version: str = __version__
+    format: int = FORMAT
+
+    def save(self, prefix: Path) -> None:
+        atomic_write_text(pmpm_dir(prefix) / "state.json", json.dumps(asdict(self), indent=1, sort_keys=True))
+
+
+def expected(env_bytes: bytes, options: dict[str, str]) -> State:
+    return State(env_sha256=hashlib.sha256(env_bytes).hexdigest(), options={**options, **overrides()})
+
+
+def watch(state: State, files: list[Path]) -> None:
+    state.watched = {str(f): _stat_key(str(f)) for f in files}
+
+
+def up_to_date(prefix: Path, want: State) -> bool:
+    path = pmpm_dir(prefix) / "state.json"
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    if stored.get("format") != FORMAT or stored.get("pmpm_version") != __version__:
+        return False
+    if stored.get("env_sha256") != want.env_sha256 or stored.get("options") != want.options:
+        return False
+    if pending(prefix):
+        return False
+    if any(_stat_key(f) != key for f, key in stored.get("watched", {}).items()):
+        return False
+    return stored.get("records") == records_digest(prefix)
