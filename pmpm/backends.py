@@ -41,7 +41,9 @@ def env_file_for_tool(spec, channels: list[ResolvedChannel], specs: list[str]) -
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def argv_for(backend: str, exe: str, prefix: Path, env_file: Path, *, update: bool, offline: bool) -> list[str]:
+def argv_for(
+    backend: str, exe: str, prefix: Path, env_file: Path, *, update: bool, offline: bool
+) -> list[str]:
     if backend == "micromamba":
         argv = [exe, "install" if update else "create", "-y", "-p", str(prefix), "-f", str(env_file)]
     else:
@@ -53,8 +55,9 @@ def argv_for(backend: str, exe: str, prefix: Path, env_file: Path, *, update: bo
     return argv
 
 
-def install_with(backend: str, spec, prefix: Path, channels: list[ResolvedChannel], specs: list[str], *,
-                 offline: bool) -> Path:
+def install_with(
+    backend: str, spec, prefix: Path, channels: list[ResolvedChannel], specs: list[str], *, offline: bool
+) -> Path:
     exe = executable(backend)
     update = (prefix / "conda-meta").is_dir()
     with tempfile.TemporaryDirectory(prefix="pmpm-") as tmp:

@@ -24,6 +24,7 @@ app = typer.Typer(
     help="Build HPC environments from one YAML file: conda packages, then host-tuned compiled packages.",
 )
 
+
 class Backend(str, Enum):
     rattler = "rattler"
     conda = "conda"
@@ -71,21 +72,33 @@ def conda_install(
         bool, typer.Option("--offline", help="Use only local channels and cached repodata; no network.")
     ] = False,
     update: Annotated[
-        bool, typer.Option("--update", help="Re-solve for the newest packages instead of keeping installed ones.")
+        bool,
+        typer.Option("--update", help="Re-solve for the newest packages instead of keeping installed ones."),
     ] = False,
     backend: Annotated[
-        Backend, typer.Option("--backend", help="rattler (embedded, default), or an installed conda, mamba, micromamba.")
+        Backend,
+        typer.Option(
+            "--backend", help="rattler (embedded, default), or an installed conda, mamba, micromamba."
+        ),
     ] = Backend.rattler,
     channel_alias: Annotated[
         str | None,
-        typer.Option("--channel-alias", help="Base URL for channel names (default: $PMPM_CHANNEL_ALIAS or anaconda.org)."),
+        typer.Option(
+            "--channel-alias",
+            help="Base URL for channel names (default: $PMPM_CHANNEL_ALIAS or anaconda.org).",
+        ),
     ] = None,
 ) -> None:
     """Create or update a conda environment in PREFIX from an env file, with no conda needed."""
     from pmpm import conda_install as command
 
     options = command.Options(
-        prefix=prefix, file=file, dry_run=dry_run, offline=offline, update=update, backend=backend.value,
+        prefix=prefix,
+        file=file,
+        dry_run=dry_run,
+        offline=offline,
+        update=update,
+        backend=backend.value,
         channel_alias=channel_alias,
     )
     _guard(lambda: command.run(options, _say))

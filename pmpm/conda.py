@@ -51,9 +51,9 @@ def cache_dir() -> Path:
 
 
 def host_subdir() -> str:
-    from rattler import Platform
+    from rattler import Subdir
 
-    return str(Platform.current())
+    return str(Subdir.current())
 
 
 def detect_virtual_packages():
@@ -163,8 +163,10 @@ def _gateway(offline: bool):
     )
 
 
-_NO_CANDIDATES = re.compile(r"(?:no candidates were found for|cannot find package|No candidates were found for)\s+"
-                            r"([A-Za-z0-9_.\-]+)")
+_NO_CANDIDATES = re.compile(
+    r"(?:no candidates were found for|cannot find package|No candidates were found for)\s+"
+    r"([A-Za-z0-9_.\-]+)"
+)
 
 
 def solve(
@@ -181,7 +183,8 @@ def solve(
     ``describe`` maps a package name to where the user wrote it (``file:line``), so an
     unsatisfiable request names the lines to change.
     """
-    from rattler import Channel, solve as rattler_solve
+    from rattler import Channel
+    from rattler import solve as rattler_solve
 
     sources = [Channel(c.url) for c in channels]
 
@@ -206,12 +209,16 @@ def _explain_solve_error(exc: Exception, channels, describe: dict[str, str], off
     kind = type(exc).__name__
     names = ", ".join(c.url for c in channels)
     if kind == "SolverError":
-        mentioned = [f"{name} ({where})" for name, where in describe.items()
-                     if re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", text)]
+        mentioned = [
+            f"{name} ({where})"
+            for name, where in describe.items()
+            if re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", text)
+        ]
         where_lines = ("\nthe request lines involved: " + "; ".join(mentioned)) if mentioned else ""
         return PmpmError(
             "the environment cannot be solved:\n" + text + where_lines,
-            hint=f"loosen or change the specs named above, or add a channel that has them (searched: {names})",
+            hint="loosen or change the specs named above, or add a channel that has them "
+            f"(searched: {names})",
         )
     if kind in ("FetchRepoDataError", "GatewayError", "CacheDirError", "IoError"):
         hint = "check the channel URL and your network"

@@ -42,8 +42,11 @@ def run(opts: Options, say: Say = print) -> int:
     try:
         env_bytes = opts.file.read_bytes()
     except OSError as exc:
-        raise PmpmError(f"cannot read the env file: {exc.strerror}", where=str(opts.file),
-                        hint="check the path given with --file") from None
+        raise PmpmError(
+            f"cannot read the env file: {exc.strerror}",
+            where=str(opts.file),
+            hint="check the path given with --file",
+        ) from None
     want = state.expected(env_bytes, opts.fingerprint())
     if not (opts.dry_run or opts.update) and state.up_to_date(prefix, want):
         say(f"{prefix} is up to date with {opts.file}")
@@ -91,7 +94,8 @@ def _refuse_unsupported(spec) -> None:
     if spec.pmpm.packages:
         first = spec.pmpm.packages[0]
         raise PmpmError(
-            "this version of pmpm sets up the conda stage only: compiling `_pmpm.packages` is not available yet",
+            "this version of pmpm sets up the conda stage only: "
+            "compiling `_pmpm.packages` is not available yet",
             where=located(spec.path, first.line),
             hint="remove `packages` from `_pmpm` to create the conda environment now",
         )
@@ -125,8 +129,10 @@ def _solve(spec, prefix: Path, opts: Options):
     from pmpm.errors import located
 
     channels = resolve_channels(spec, alias_override=opts.channel_alias)
-    specs = [spec_for_solver(d, alias_override=opts.channel_alias, base_dir=spec.path.parent)
-             for d in spec.dependencies]
+    specs = [
+        spec_for_solver(d, alias_override=opts.channel_alias, base_dir=spec.path.parent)
+        for d in spec.dependencies
+    ]
     installed = conda.installed_records(prefix)
     describe = {d.name: located(spec.path, d.line) for d in spec.dependencies}
     records = conda.solve(
@@ -162,8 +168,10 @@ def _apply(spec, prefix: Path, opts: Options, want: state.State, say: Say) -> No
         from pmpm.channels import resolve_channels, spec_for_solver
 
         channels = resolve_channels(spec, alias_override=opts.channel_alias)
-        specs = [spec_for_solver(d, alias_override=opts.channel_alias, base_dir=spec.path.parent)
-                 for d in spec.dependencies]
+        specs = [
+            spec_for_solver(d, alias_override=opts.channel_alias, base_dir=spec.path.parent)
+            for d in spec.dependencies
+        ]
         backends.executable(opts.backend)
         journal.begin(prefix)
         try:

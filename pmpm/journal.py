@@ -122,7 +122,9 @@ def restore(prefix: Path) -> None:
 
     # 2. put conda-meta back, then relink every package whose files changed
     _copy_meta_back(jdir, prefix)
-    changed = {p for p, st in before.items() if st[0] == 1 and now.get(p) != st and not p.startswith("conda-meta")}
+    changed = {
+        p for p, st in before.items() if st[0] == 1 and now.get(p) != st and not p.startswith("conda-meta")
+    }
     old_records = conda.installed_records(prefix)
     touched = {r.name.normalized for r in old_records if any(os.path.normpath(f) in changed for f in r.files)}
     if touched:

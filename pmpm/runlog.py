@@ -30,7 +30,12 @@ def _default_log_dir() -> Path:
 
 
 def run_logged(
-    argv: Sequence[str], *, label: str, what: str, hint: str, cwd: Path | None = None,
+    argv: Sequence[str],
+    *,
+    label: str,
+    what: str,
+    hint: str,
+    cwd: Path | None = None,
     env: dict[str, str] | None = None,
 ) -> Path:
     """Run ``argv`` (never through a shell); on failure raise with the log's last lines and path."""
