@@ -29,7 +29,7 @@ class ResolvedChannel:
 
     written: str
     url: str  # always ends with "/"
-    line: int | None = None
+    where: str | None = None  # file:line of the env file entry
 
     @property
     def local_path(self) -> Path | None:
@@ -53,11 +53,11 @@ def _is_path(text: str) -> bool:
 
 
 def resolve_one(
-    text: str, *, alias: str, base_dir: Path | None = None, where: str | None = None, line: int | None = None
+    text: str, *, alias: str, base_dir: Path | None = None, where: str | None = None
 ) -> list[ResolvedChannel]:
     """Resolve one written channel; ``defaults`` yields two."""
     if text == "defaults":
-        return [ResolvedChannel(text, url + "/", line) for url in DEFAULTS]
+        return [ResolvedChannel(text, url + "/", where) for url in DEFAULTS]
     if _is_url(text):
         url = text
         if url.startswith("file://"):
@@ -72,7 +72,7 @@ def resolve_one(
         url = folder.as_uri()
     else:
         url = alias + text.strip("/")
-    return [ResolvedChannel(text, url.rstrip("/") + "/", line)]
+    return [ResolvedChannel(text, url.rstrip("/") + "/", where)]
 
 
 def _require_folder(folder: Path, text: str, where: str | None) -> None:
@@ -99,12 +99,10 @@ def resolve_channels(spec, *, alias_override: str | None = None) -> list[Resolve
     for text, line in written:
         if spec.nodefaults and text == "defaults":
             continue
-        result += resolve_one(text, alias=alias, base_dir=base, where=located(spec.path, line), line=line)
+        result += resolve_one(text, alias=alias, base_dir=base, where=located(spec.path, line))
     for dep in spec.dependencies:
         if dep.channel:
-            result += resolve_one(
-                dep.channel, alias=alias, base_dir=base, where=located(spec.path, dep.line), line=dep.line
-            )
+            result += resolve_one(dep.channel, alias=alias, base_dir=base, where=located(spec.path, dep.line))
     seen: set[str] = set()
     unique = []
     for channel in result:

@@ -221,10 +221,15 @@ def _explain_solve_error(exc: Exception, channels, describe: dict[str, str], off
             f"(searched: {names})",
         )
     if kind in ("FetchRepoDataError", "GatewayError", "CacheDirError", "IoError"):
-        hint = "check the channel URL and your network"
+        hint = "check the channel's URL or folder, and your network"
         if offline:
             hint = "--offline reads only cached repodata: run once online first, or use local channels"
-        return PmpmError(f"cannot read the channels ({names}): {text}", hint=hint)
+        culprit = next((c for c in channels if c.url.rstrip("/") in text), None)
+        if culprit is None:
+            return PmpmError(f"cannot read the channels ({names}): {text}", hint=hint)
+        return PmpmError(
+            f"cannot read channel {culprit.written!r} ({culprit.url}): {text}", where=culprit.where, hint=hint
+        )
     return PmpmError(f"solving failed ({kind}): {text}", hint="check the specs and channels in the env file")
 
 
