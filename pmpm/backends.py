@@ -59,7 +59,8 @@ def install_with(
     backend: str, spec, prefix: Path, channels: list[ResolvedChannel], specs: list[str], *, offline: bool
 ) -> Path:
     exe = executable(backend)
-    update = (prefix / "conda-meta").is_dir()
+    meta = prefix / "conda-meta"
+    update = (meta / "history").exists() or any(meta.glob("*.json"))  # pmpm's lock folder alone is not an env
     with tempfile.TemporaryDirectory(prefix="pmpm-") as tmp:
         env_file = Path(tmp) / "environment.yml"
         env_file.write_text(env_file_for_tool(spec, channels, specs))

@@ -1,0 +1,88 @@
+"""``--backend conda|mamba|micromamba``: drive an installed executable instead of py-rattler."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import yaml
+
+from tests.clihelp import TEST_RECIPES, pmpm, write_env
+
+
+def test_missing_executable_is_a_clear_error(tmp_path):
+    env = write_env(tmp_path / "env.yml", [TEST_RECIPES], ["dependency"])
+    for backend in ("conda", "mamba", "micromamba"):
+        result = pmpm(
+            "conda_install",
+            tmp_path / "p",
+            "--file",
+            env,
+            "--backend",
+            backend,
+            env={"PATH": str(tmp_path / "empty")},
+        )
+        assert result.code == 1, result.text
+        assert f"no {backend!r} executable on PATH" in result.err
+        assert "--backend rattler" in result.err
+        assert not (tmp_path / "p").exists()
+
+
+def test_unknown_backend_is_refused(tmp_path):
+    env = write_env(tmp_path / "env.yml", [TEST_RECIPES], ["dependency"])
+    result = pmpm("conda_install", tmp_path / "p", "--file", env, "--backend", "pip")
+    assert result.code != 0
+    assert "micromamba" in result.err  # the choices are listed
+
+
+def _stand_in(bin_dir, name):
+    """MOCK: no conda, mamba or micromamba can be installed on these machines (no conda channel
+    and no such Debian or PyPI package), so this stand-in only records how pmpm calls it and
+    creates the prefix's conda-meta/history as the real tool would."""
+    bin_dir.mkdir(exist_ok=True)
+    script = bin_dir / name
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        "argv = sys.argv[1:]\n"
+        "env_file = argv[argv.index('-f') + 1]\n"
+        "prefix = argv[argv.index('-p') + 1]\n"
+        "os.makedirs(os.path.join(prefix, 'conda-meta'), exist_ok=True)\n"
+        "open(os.path.join(prefix, 'conda-meta', 'history'), 'a').close()\n"
+        "log = os.environ['STAND_IN_LOG']\n"
+        "calls = json.load(open(log)) if os.path.exists(log) else []\n"
+        "calls.append({'argv': argv, 'env_file': open(env_file).read()})\n"
+        "json.dump(calls, open(log, 'w'))\n"
+    )
+    script.chmod(0o755)
+
+
+def test_micromamba_and_conda_are_driven_with_a_resolved_env_file(tmp_path):
+    env = write_env(
+        tmp_path / "env.yml", [TEST_RECIPES], ["dependency >=2", "dependent"], "variables:\n  A: b\n"
+    )
+    log = tmp_path / "calls.json"
+    extra = {"PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}", "STAND_IN_LOG": str(log)}
+    for tool in ("micromamba", "conda"):
+        _stand_in(tmp_path / "bin", tool)
+    prefix = tmp_path / "p"
+
+    assert pmpm("conda_install", prefix, "--file", env, "--backend", "micromamba", env=extra).code == 0
+    assert (
+        pmpm("conda_install", prefix, "--file", env, "--backend", "micromamba", env=extra)
+        .out.strip()
+        .endswith("up to date with " + str(env))
+    )
+    write_env(env, [TEST_RECIPES], ["dependency"])
+    assert (
+        pmpm("conda_install", prefix, "--file", env, "--backend", "conda", "--offline", env=extra).code == 0
+    )
+
+    calls = json.loads(log.read_text())
+    assert [c["argv"][:2] for c in calls] == [["create", "-y"], ["env", "update"]]
+    assert calls[1]["argv"][-2:] == ["--prune", "--offline"]
+    first = yaml.safe_load(calls[0]["env_file"])
+    assert first["channels"] == [TEST_RECIPES.as_uri(), "nodefaults"]
+    assert first["dependencies"] == ["dependency >=2", "dependent"]
+    assert first["variables"] == {"A": "b"}
