@@ -51,6 +51,8 @@ TARGET_CREATE_RATIO = 1.3
 TARGET_NOOP_SECONDS = 0.5
 #: A later target, printed for information only for now.
 LATER_NOOP_FLOOR_RATIO = 1.5
+#: 1-minute load average above which the report warns that other work skewed the figures.
+BUSY_LOAD = 0.5
 
 #: conda-build's padded build prefix: the text files that mention it are relocated at install.
 PLACEHOLDER = "/opt/conda-bld/_h_env_" + "placehold_" * 23
@@ -564,6 +566,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _bench(args: argparse.Namespace, workdir: Path, runs: Path) -> int:
     print(f"workdir: {workdir}  (cpus: {os.cpu_count()}, python {platform.python_version()})", flush=True)
+    # Whole-process timings on 2 cores move with anything else running: record how busy it was.
+    load_before = os.getloadavg()[0]
     channel, names = build_channel(workdir, args.seed, args.packages, args.jobs)
 
     specs = choose_request(args.seed, names, args.top_level, args.env_size)
@@ -668,7 +672,8 @@ def _bench(args: argparse.Namespace, workdir: Path, runs: Path) -> int:
         _require_ok("python -c 'import pmpm.cli'", run)
         floor.append(run.seconds)
 
-    return _report(args, channel, specs, solved, create_pmpm, create_bare, noop, floor)
+    load = (load_before, os.getloadavg()[0])
+    return _report(args, channel, specs, solved, create_pmpm, create_bare, noop, floor, load)
 
 
 def _report(
@@ -680,6 +685,7 @@ def _report(
     create_bare: list[float],
     noop: list[float],
     floor: list[float],
+    load: tuple[float, float],
 ) -> int:
     med = statistics.median
     create_ratio = med(create_pmpm) / med(create_bare)
@@ -692,6 +698,9 @@ def _report(
         f"generate {gen}, index {idx}"
     )
     print(f"env: {len(specs)} top-level specs -> {len(solved)} packages; {os.cpu_count()} cpus")
+    print(f"load average (1 min): {load[0]:.2f} before, {load[1]:.2f} after")
+    if load[0] > BUSY_LOAD:
+        print("warning: the machine was busy before the run: the figures are noisy; run again when idle")
     print()
     print(f"  {'whole process, seconds':<34} {'median':>8} {'min':>8} {'max':>8} {'runs':>4}")
     print(fmt_row("pmpm conda_install (create, cold)", create_pmpm))
@@ -716,6 +725,7 @@ def _report(
                 "cpus": os.cpu_count(),
                 "python": platform.python_version(),
                 "platform": platform.platform(),
+                "load_average_before_after": list(load),
             },
             "channel": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(channel).items()},
             "env": {"top_level": len(specs), "solved": len(solved), "specs": list(specs)},

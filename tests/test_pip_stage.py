@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 from tests.clihelp import installed, pmpm, tree_digest, write_env
 
@@ -54,7 +55,7 @@ def test_failing_pip_leaves_the_prefix_as_it_was(tmp_path, demo_channel):
     assert f"{env}:6" in result.err  # the pip: line
     assert "log: " in result.err
     log = result.err.split("log: ")[1].split()[0]
-    assert "no-such-project-pmpm-test" in open(log).read()
+    assert "no-such-project-pmpm-test" in Path(log).read_text()
     assert "Traceback" not in result.err.split("last lines of the log")[0]
     assert tree_digest(prefix) == before
     assert "demo-data" not in installed(prefix)
