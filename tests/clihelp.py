@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-REALWORLD = REPO.parent / "shared" / "realworld"
+REALWORLD = (REPO.parent / "shared" / "realworld").resolve()
 TEST_RECIPES = REALWORLD / "channels" / "conda-test-recipes"
 FORMAT_REPO = REALWORLD / "channels" / "conda-format-repo"
 

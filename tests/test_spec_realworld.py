@@ -14,7 +14,7 @@ import pytest
 from pmpm.errors import PmpmError
 from pmpm.spec import EnvSpec, load_env_file
 
-ENVS = Path(__file__).resolve().parents[1].parent / "shared" / "realworld" / "envs"
+ENVS = (Path(__file__).resolve().parents[1].parent / "shared" / "realworld" / "envs").resolve()
 
 if not ENVS.is_dir():
     pytest.skip(f"real-world env files not found at {ENVS}", allow_module_level=True)
