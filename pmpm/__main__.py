@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from pmpm.cli import main
+from pmpm.fastpath import main
 
 main()

@@ -226,3 +226,27 @@ def test_missing_env_file_is_a_clear_error(tmp_path):
     assert result.code == 1
     assert "nope.yml" in result.err and "Traceback" not in result.text
     assert not (tmp_path / "p").exists()
+
+
+def test_noop_answer_does_not_load_the_cli_framework(tmp_path):
+    """The no-op re-run is answered before typer (and pydantic) are imported: that is its speed."""
+    import subprocess
+    import sys
+
+    env = write_env(tmp_path / "env.yml", [TEST_RECIPES], ["dependency"])
+    assert pmpm("conda_install", tmp_path / "p", "--file", env).code == 0
+    probe = (
+        "import sys; sys.argv = ['pmpm', 'conda_install', sys.argv[1], '--file', sys.argv[2]]\n"
+        "from pmpm.fastpath import try_noop\n"
+        "assert try_noop(sys.argv[1:])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rattler', 'yaml', 'rich')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "p"), str(env)], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.splitlines()[-1] == "[]"
+    # anything but the plain command goes to the real CLI
+    from pmpm.fastpath import try_noop
+
+    assert not try_noop(["conda_install", str(tmp_path / "p"), "--file", str(env), "--dry-run"])
+    assert not try_noop(["conda_install", str(tmp_path / "p")])
