@@ -276,8 +276,9 @@ def install(
     installed: Sequence[PrefixRecord],
     requested: Sequence[str],
     reinstall: set[str] | None = None,
+    ignored: set[str] | None = None,
 ) -> None:
-    """Make ``prefix`` hold exactly ``records`` (packages not listed are removed)."""
+    """Make ``prefix`` hold exactly ``records`` (packages not listed are removed, ``ignored`` kept)."""
     from rattler import MatchSpec
     from rattler import install as rattler_install
 
@@ -290,6 +291,7 @@ def install(
                 cache_dir=cache_dir() / "pkgs",
                 installed_packages=list(installed),
                 reinstall_packages=reinstall or None,
+                ignored_packages=ignored or None,
                 show_progress=False,
                 requested_specs=specs,
             )

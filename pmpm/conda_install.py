@@ -29,6 +29,8 @@ class Options:
     update: bool = False
     backend: str = "rattler"
     channel_alias: str | None = None
+    jobs: int = 0  # 0: all cores
+    keep_build: bool = False
 
     def fingerprint(self) -> dict[str, str]:
         """The options that change what PREFIX ends up holding."""
@@ -91,14 +93,6 @@ def _refuse_unsupported(spec) -> None:
             where=located(spec.path, 1),
             hint="use an environment.yml with channels and dependencies",
         )
-    if spec.pmpm.packages:
-        first = spec.pmpm.packages[0]
-        raise PmpmError(
-            "this version of pmpm sets up the conda stage only: "
-            "compiling `_pmpm.packages` is not available yet",
-            where=located(spec.path, first.line),
-            hint="remove `packages` from `_pmpm` to create the conda environment now",
-        )
 
 
 def _refuse_foreign_folder(prefix: Path) -> None:
@@ -123,9 +117,18 @@ def _only_pmpm_left(prefix: Path) -> bool:
     return True
 
 
-def _solve(spec, prefix: Path, opts: Options):
+def _compiler(spec, prefix: Path, opts: Options, say: Say):
+    if not spec.pmpm.packages:
+        return None
+    from pmpm.compile_stage import Compiler
+
+    return Compiler(spec, prefix, jobs=opts.jobs, offline=opts.offline, say=say, keep_build=opts.keep_build)
+
+
+def _solve(spec, prefix: Path, opts: Options, extra: list[str]):
     from pmpm import conda
     from pmpm.channels import resolve_channels, spec_for_solver
+    from pmpm.compile_stage import is_compiled
     from pmpm.errors import located
 
     channels = resolve_channels(spec, alias_override=opts.channel_alias)
@@ -134,12 +137,13 @@ def _solve(spec, prefix: Path, opts: Options):
         for d in spec.dependencies
     ]
     installed = conda.installed_records(prefix)
+    conda_installed = [r for r in installed if not is_compiled(r)]
     describe = {d.name: located(spec.path, d.line) for d in spec.dependencies}
     records = conda.solve(
-        specs,
+        specs + extra,
         channels,
         subdir=conda.host_subdir(),
-        locked=[] if opts.update else installed,
+        locked=[] if opts.update else conda_installed,
         offline=opts.offline,
         describe=describe,
     )
@@ -148,50 +152,53 @@ def _solve(spec, prefix: Path, opts: Options):
 
 def _dry_run(spec, prefix: Path, opts: Options, say: Say) -> int:
     from pmpm import conda
+    from pmpm.compile_stage import is_compiled
 
-    _, _, installed, records = _solve(spec, prefix, opts)
-    changes = conda.diff(installed, records)
-    if not changes:
-        say(f"dry run: {prefix} already has these {len(records)} packages; nothing to change")
-        return 0
-    say(f"dry run: would change {prefix} as follows (nothing was changed):")
-    for change in changes:
-        say(str(change))
+    compiler = _compiler(spec, prefix, opts, say)
+    _, _, installed, records = _solve(spec, prefix, opts, compiler.conda_specs() if compiler else [])
+    changes = conda.diff([r for r in installed if not is_compiled(r)], records)
+    if changes:
+        say(f"dry run: would change {prefix} as follows (nothing was changed):")
+        for change in changes:
+            say(str(change))
+    else:
+        say(f"dry run: {prefix} already has these {len(records)} conda packages; nothing to change")
+    if compiler:
+        say("compiled packages:")
+        for step in compiler.plan(installed):
+            say(f"  {step.explain()}")
     return 0
 
 
 def _apply(spec, prefix: Path, opts: Options, want: state.State, say: Say) -> None:
-    from pmpm import backends, conda, variables
+    from pmpm import conda, variables
+    from pmpm.compile_stage import is_compiled
     from pmpm.pip_stage import install_pip
 
+    compiler = _compiler(spec, prefix, opts, say)
     if opts.backend != "rattler":
-        from pmpm.channels import resolve_channels, spec_for_solver
-
-        channels = resolve_channels(spec, alias_override=opts.channel_alias)
-        specs = [
-            spec_for_solver(d, alias_override=opts.channel_alias, base_dir=spec.path.parent)
-            for d in spec.dependencies
-        ]
-        backends.executable(opts.backend)
-        journal.begin(prefix)
-        try:
-            backends.install_with(opts.backend, spec, prefix, channels, specs, offline=opts.offline)
-            install_pip(spec, prefix, offline=opts.offline)
-        except BaseException:
-            journal.restore(prefix)
-            raise
-        journal.commit(prefix)
-        _finish(prefix, want, channels)
+        channels = _run_backend(spec, prefix, opts, compiler)
+        _finish(prefix, want, channels, compiler)
         say(f"{prefix} is ready ({opts.backend})")
         return
 
-    channels, specs, installed, records = _solve(spec, prefix, opts)
-    changes = conda.diff(installed, records)
+    channels, specs, installed, records = _solve(
+        spec, prefix, opts, compiler.conda_specs() if compiler else []
+    )
+    compiled = {r.name.normalized for r in installed if is_compiled(r)}
+    changes = conda.diff([r for r in installed if not is_compiled(r)], records)
     damaged = conda.damaged_packages(prefix, installed)
     vars_changed = variables.read(prefix) != spec.variables
-    if not (changes or damaged or vars_changed or spec.pip):
-        _finish(prefix, want, channels)
-        say(f"{prefix} already has the {len(records)} packages {opts.file} asks for")
+    steps = compiler.plan(installed) if compiler and not changes else None
+    wanted = {s.name for s in steps} if steps is not None else None
+    idle = steps is not None and all(s.decision == "up to date" for s in steps)
+    if (
+        not (changes or damaged or vars_changed or spec.pip)
+        and (compiler is None or idle)
+        and (compiled <= (wanted or set()))
+    ):
+        _finish(prefix, want, channels, compiler)
+        say(f"{prefix} already has what {opts.file} asks for ({len(records) + len(compiled)} packages)")
         return
 
     keep = {r.url for r in installed if r.name.normalized not in damaged}
@@ -202,9 +209,13 @@ def _apply(spec, prefix: Path, opts: Options, want: state.State, say: Say) -> No
         say("relinking damaged packages: " + ", ".join(sorted(damaged)))
     journal.begin(prefix)
     try:
-        conda.install(records, prefix, installed=installed, requested=specs, reinstall=damaged)
+        if changes or damaged:
+            conda.install(
+                records, prefix, installed=installed, requested=specs, reinstall=damaged, ignored=compiled
+            )
         variables.write(prefix, spec.variables)
         install_pip(spec, prefix, offline=opts.offline)
+        _compile(compiler, prefix, steps, say)
     except BaseException:
         try:
             journal.restore(prefix)
@@ -212,11 +223,49 @@ def _apply(spec, prefix: Path, opts: Options, want: state.State, say: Say) -> No
             say(f"could not put {prefix} back as it was: {exc}")
         raise
     journal.commit(prefix)
-    _finish(prefix, want, channels)
-    say(f"{prefix} is ready: {len(records)} packages")
+    _finish(prefix, want, channels, compiler)
+    say(f"{prefix} is ready: {len(conda.installed_records(prefix))} packages")
 
 
-def _finish(prefix: Path, want: state.State, channels) -> None:
+def _compile(compiler, prefix: Path, steps, say: Say) -> None:
+    """Build what changed, then drop compiled packages the env file no longer lists."""
+    from pmpm import conda
+    from pmpm.compile_stage import remove_compiled
+
+    if compiler is not None:
+        if steps is None:
+            steps = compiler.plan(conda.installed_records(prefix))
+        compiler.run(steps)
+    wanted = {s.name for s in steps} if compiler is not None else set()
+    removed = remove_compiled(prefix, conda.installed_records(prefix), wanted)
+    if removed:
+        say("removed compiled packages no longer listed: " + ", ".join(removed))
+
+
+def _run_backend(spec, prefix: Path, opts: Options, compiler):
+    from pmpm import backends
+    from pmpm.channels import resolve_channels, spec_for_solver
+    from pmpm.pip_stage import install_pip
+
+    channels = resolve_channels(spec, alias_override=opts.channel_alias)
+    specs = [
+        spec_for_solver(d, alias_override=opts.channel_alias, base_dir=spec.path.parent)
+        for d in spec.dependencies
+    ] + (compiler.conda_specs() if compiler else [])
+    backends.executable(opts.backend)
+    journal.begin(prefix)
+    try:
+        backends.install_with(opts.backend, spec, prefix, channels, specs, offline=opts.offline)
+        install_pip(spec, prefix, offline=opts.offline)
+        _compile(compiler, prefix, None, print)
+    except BaseException:
+        journal.restore(prefix)
+        raise
+    journal.commit(prefix)
+    return channels
+
+
+def _finish(prefix: Path, want: state.State, channels, compiler=None) -> None:
     """Record what made this result so that an identical next run is a no-op."""
     from pmpm.conda import host_subdir
 
@@ -225,6 +274,9 @@ def _finish(prefix: Path, want: state.State, channels) -> None:
         if channel.local_path is not None:
             for subdir in (host_subdir(), "noarch"):
                 watched += [channel.local_path / subdir / "repodata.json"]
+    if compiler is not None:
+        watched += compiler.watched_files()
+        want.volatile = compiler.has_local_sources()
     state.watch(want, watched)
     want.records = state.records_digest(prefix)
     want.save(prefix)

@@ -54,6 +54,7 @@ class State:
     options: dict[str, str]
     watched: dict[str, list[int] | None] = field(default_factory=dict)
     records: str = ""
+    volatile: bool = False  # inputs that cannot be checked by stat (local source trees): always plan
     pmpm_version: str = __version__
     format: int = FORMAT
 
@@ -79,7 +80,7 @@ def up_to_date(prefix: Path, want: State) -> bool:
         return False
     if stored.get("env_sha256") != want.env_sha256 or stored.get("options") != want.options:
         return False
-    if pending(prefix):
+    if pending(prefix) or stored.get("volatile"):
         return False
     if any(_stat_key(f) != key for f, key in stored.get("watched", {}).items()):
         return False

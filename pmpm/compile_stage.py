@@ -1,0 +1,374 @@
+"""The compile stage: plan the ``_pmpm.packages`` builds, run them, install the results.
+
+Each package is built against what PREFIX already holds (conda packages, then the recipes it
+requires, installed one by one in dependency order), packed as a conda package into pmpm's build
+channel and installed with the conda stage's installer, so ``conda-meta`` has a record for it.
+The caller holds the prefix lock and the journal: a failure anywhere puts PREFIX back as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pmpm import conda
+from pmpm.builders import Flags
+from pmpm.errors import PmpmError, located
+from pmpm.fsutil import atomic_write_text
+from pmpm.journal import pmpm_dir
+from pmpm.plan import KEY_FORMAT, Step, digest, explain_change, order, recipe_for, stored_inputs
+from pmpm.recipe import RecipeBook
+
+Say = Callable[[str], None]
+BUILD_SUFFIX = "pmpm_"
+
+
+def build_channel() -> Path:
+    return conda.cache_dir() / "channel"
+
+
+def is_compiled(record) -> bool:
+    return str(record.build).startswith(BUILD_SUFFIX)
+
+
+class ToolContext:
+    """A template object (``{{ mpi.cc }}``, ``{{ python.site_packages }}``) that notes its use.
+
+    Only a recipe that reads it depends on it: its identity then joins the build key.
+    """
+
+    def __init__(self, what: str, values: Callable[[], dict[str, str]], missing_hint: str) -> None:
+        self._what = what
+        self._values = values
+        self._hint = missing_hint
+        self.used = False
+
+    @cached_property
+    def _resolved(self) -> dict[str, str]:
+        return self._values()
+
+    def __getattr__(self, item: str) -> str:
+        if item.startswith("_"):
+            raise AttributeError(item)
+        self.used = True
+        values = self._resolved
+        if not values:
+            raise PmpmError(
+                f"a recipe uses {{{{ {self._what}.{item} }}}} but there is no {self._what}", hint=self._hint
+            )
+        if item not in values:
+            raise AttributeError(item)
+        return values[item]
+
+    def identity(self) -> str | None:
+        return self._resolved.get("identity") if self.used else None
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else ""
+
+
+def _mpi_values(prefix: Path) -> dict[str, str]:
+    search = f"{prefix / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    mpicc = shutil.which("mpicc", path=search)
+    if not mpicc:
+        return {}
+    values = {"cc": mpicc, "provider": "conda" if mpicc.startswith(str(prefix)) else "external"}
+    for key, tool in (("cxx", "mpicxx"), ("fc", "mpifort"), ("mpiexec", "mpiexec")):
+        found = shutil.which(tool, path=search)
+        if found:
+            values[key] = found
+    values["identity"] = f"{os.path.realpath(mpicc)} {_first_line([mpicc, '--version'])}"
+    return values
+
+
+def _python_values(prefix: Path) -> dict[str, str]:
+    python = prefix / "bin" / "python"
+    if not python.exists():
+        return {}
+    code = "import sys, sysconfig; print(sysconfig.get_path('purelib')); print(sys.version.split()[0])"
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False).stdout.split()
+    if len(out) != 2:
+        return {}
+    return {
+        "executable": str(python),
+        "site_packages": out[0],
+        "version": out[1],
+        "identity": f"{os.path.realpath(python)} {out[1]}",
+    }
+
+
+@dataclass
+class Compiler:
+    """What the stage needs for one run; built once per conda_install."""
+
+    spec: Any
+    prefix: Path
+    jobs: int
+    offline: bool
+    say: Say
+    keep_build: bool = False
+
+    def __post_init__(self) -> None:
+        from pmpm.sources import SourceCache
+
+        self.jobs = self.jobs or os.cpu_count() or 1
+        self.book = RecipeBook(list(self.spec.pmpm.recipes))
+        self.sources = SourceCache(conda.cache_dir() / "sources")
+        self.mpi = ToolContext(
+            "mpi", lambda: _mpi_values(self.prefix), "install an MPI (conda or the system's)"
+        )
+        self.python = ToolContext(
+            "python", lambda: _python_values(self.prefix), "add python to the env file's dependencies"
+        )
+        self._hosts: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------- host and flags
+
+    def host(self, target: str):
+        if target not in self._hosts:
+            from pmpm.host import detect_host
+
+            self._hosts[target] = detect_host(target, self.spec.pmpm.compilers or None)
+        return self._hosts[target]
+
+    def flags(self, host) -> Flags:
+        base = host.flags()
+        lib = self.prefix / "lib"
+        return Flags(
+            cflags=base.cflags,
+            cxxflags=base.cxxflags,
+            fflags=base.fflags,
+            ldflags=f"-L{lib} -Wl,-rpath,{lib}",
+            cppflags=f"-I{self.prefix / 'include'}",
+        )
+
+    def context(self, host, flags: Flags) -> dict[str, Any]:
+        return {
+            "prefix": str(self.prefix),
+            "flags": asdict(flags),
+            "target": host.as_template(),
+            "compilers": {k: c.path for k, c in host.compilers.items()},
+            "mpi": self.mpi,
+            "python": self.python,
+            "jobs": self.jobs,
+        }
+
+    def build_env(self, host, flags: Flags, recipe_env: dict[str, str]) -> dict[str, str]:
+        env = dict(os.environ)
+        bin_dir = str(self.prefix / "bin")
+        env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        for var, lang in (("CC", "cc"), ("CXX", "cxx"), ("FC", "fc"), ("F77", "fc")):
+            if lang in host.compilers:
+                env[var] = host.compilers[lang].path
+        env.update(
+            CFLAGS=flags.cflags,
+            CXXFLAGS=flags.cxxflags,
+            FFLAGS=flags.fflags,
+            FCFLAGS=flags.fflags,
+            CPPFLAGS=flags.cppflags,
+            LDFLAGS=flags.ldflags,
+            PKG_CONFIG_PATH=os.pathsep.join(
+                [str(self.prefix / "lib" / "pkgconfig"), str(self.prefix / "share" / "pkgconfig")]
+            ),
+            CMAKE_PREFIX_PATH=str(self.prefix),
+            CPU_COUNT=str(self.jobs),
+        )
+        env.update(recipe_env)
+        return env
+
+    # ---------------------------------------------------------------- planning
+
+    def _requests(self) -> dict[str, Any]:
+        return {r.name: r for r in self.spec.pmpm.packages}
+
+    def _render(self, name: str, *, requires_only: bool = False):
+        request = self._requests().get(name)
+        where = located(self.spec.path, request.line) if request else None
+        options = dict(request.options) if request else {}
+        target = str(options.get("target") or self.spec.pmpm.target)
+        host = self.host(target)
+        flags = self.flags(host)
+        self.mpi.used = self.python.used = False
+        recipe, chosen = recipe_for(
+            self.book, name, options, self.context(host, flags), where=where, requires_only=requires_only
+        )
+        tools = {"mpi": self.mpi.identity(), "python": self.python.identity()}
+        return recipe, chosen, host, flags, target, where, tools
+
+    def conda_specs(self) -> list[str]:
+        """Conda packages the recipes build against: they join the conda stage's solve."""
+        seen: dict[str, Any] = {}
+
+        def requires(name: str) -> list[str]:
+            if name not in seen:
+                seen[name] = self._render(name, requires_only=True)[0]
+            return seen[name].requires_recipes
+
+        order(self._requests(), self.book, requires)
+        return [s for recipe in seen.values() for s in recipe.requires_conda]
+
+    def plan(self, installed: list) -> list[Step]:
+        from pmpm.sources import SourceSpec
+
+        rendered: dict[str, tuple] = {}
+
+        def prepare(name: str):
+            if name not in rendered:
+                rendered[name] = self._render(name)
+            return rendered[name]
+
+        names = order(self._requests(), self.book, lambda n: prepare(n)[0].requires_recipes)
+        by_name = {r.name.normalized: r for r in installed}
+        steps: dict[str, Step] = {}
+        for name in names:
+            recipe, options, host, flags, target, where, tools = prepare(name)
+            plugin = recipe.origin.startswith("plugin")
+            base = self.spec.path.parent if plugin else Path(recipe.origin).parent
+            source = SourceSpec.from_dict(recipe.source, where=f"{recipe.origin} (source)", base_dir=base)
+            fetched = self.sources.fetch(source, offline=self.offline, python=self._python_exe())
+            conda_deps = {}
+            for requirement in recipe.requires_conda:
+                dep = requirement.split()[0].split("=")[0].split("<")[0].split(">")[0]
+                record = by_name.get(dep)
+                conda_deps[dep] = f"{record.version}-{record.build}" if record else "not installed yet"
+            inputs = {
+                "format": KEY_FORMAT,
+                "recipe": digest({"recipe": recipe.canonical()}),
+                "source": fetched.identity,
+                "flags": asdict(flags),
+                "compilers": {k: c.version_string + " " + c.path for k, c in sorted(host.compilers.items())},
+                "target": host.target,
+                "options": options,
+                "prefix": str(self.prefix),
+                "recipes": {dep: steps[dep].key for dep in recipe.requires_recipes},
+                "conda": conda_deps,
+                **tools,
+            }
+            step = Step(name, recipe, source, fetched.identity, target, inputs, digest(inputs), where=where)
+            step.fetched = fetched  # type: ignore[attr-defined]
+            current = by_name.get(name)
+            if current is not None and str(current.build) == step.build_string:
+                step.decision = "up to date"
+            elif current is not None:
+                step.decision = "rebuild"
+                step.reasons = explain_change(stored_inputs(self.prefix, name), inputs)
+            steps[name] = step
+        return list(steps.values())
+
+    def _python_exe(self) -> str | None:
+        python = self.prefix / "bin" / "python"
+        return str(python) if python.exists() else None
+
+    # ---------------------------------------------------------------- building
+
+    def run(self, steps: list[Step]) -> None:
+        from pmpm.builders import registry
+        from pmpm.execute import build_package
+
+        for step in steps:
+            self.say(f"  {step.explain()}")
+        for step in steps:
+            if step.decision == "up to date":
+                continue
+            recipe = step.recipe
+            host = self.host(step.target)
+            flags = self.flags(host)
+            work = conda.cache_dir() / "build" / f"{step.name}-{step.key[:12]}"
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+            try:
+                tree = self.sources.unpack(step.fetched, work / "src")  # type: ignore[attr-defined]
+                builder = (
+                    registry.get(recipe.system, where=recipe.origin)
+                    if recipe.system
+                    else registry.detect(tree)
+                )
+                installed = conda.installed_records(self.prefix)
+                depends = self._depends(step, installed)
+                self.say(f"building {step.name} {recipe.version} ({builder.name}, target {host.target})")
+                result = build_package(
+                    name=step.name,
+                    version=recipe.version,
+                    build_string=step.build_string,
+                    source_tree=tree,
+                    work=work,
+                    prefix=self.prefix,
+                    builder=builder,
+                    flags=flags,
+                    env=self.build_env(host, flags, recipe.env),
+                    args=recipe.args,
+                    script=recipe.script,
+                    tests=recipe.test_commands if self.spec.pmpm.tests else [],
+                    jobs=self.jobs,
+                    python=Path(self._python_exe()) if self._python_exe() else None,
+                    depends=depends,
+                    out_dir=build_channel() / conda.host_subdir(),
+                    extra={"pmpm": {"key": step.key, "inputs": step.inputs, "origin": recipe.origin}},
+                )
+                self._install(result.package, installed)
+                atomic_write_text(
+                    pmpm_dir(self.prefix) / "builds" / f"{step.name}.json",
+                    json.dumps(step.inputs, indent=1, sort_keys=True),
+                )
+                self.say(f"installed {step.name} {recipe.version} ({result.files} files; log: {result.log})")
+            finally:
+                if not self.keep_build:
+                    shutil.rmtree(work, ignore_errors=True)
+                else:
+                    self.say(f"kept the build folder of {step.name}: {work}")
+
+    def _depends(self, step: Step, installed: list) -> list[str]:
+        by_name = {r.name.normalized: r for r in installed}
+        depends = []
+        for dep in [*step.inputs["conda"], *step.inputs["recipes"]]:
+            record = by_name.get(dep)
+            if record is not None:
+                depends.append(f"{dep} =={record.version} {record.build}")
+        return depends
+
+    def _install(self, package: Path, installed: list) -> None:
+        from rattler import RepoDataRecord
+
+        async def read():
+            record = await RepoDataRecord.from_package_archive(package)
+            await asyncio.sleep(0.05)
+            return record
+
+        record = asyncio.run(read())
+        name = record.name.normalized
+        records = [r for r in installed if r.name.normalized != name] + [record]
+        conda.install(records, self.prefix, installed=installed, requested=[])
+
+    def watched_files(self) -> list[Path]:
+        """Files whose change must end the no-op shortcut: recipe files and the compilers."""
+        files = [Path(source.origin) for source in self.book.sources().values() if source.text is not None]
+        files += [Path(c.path) for host in self._hosts.values() for c in host.compilers.values()]
+        return files
+
+    def has_local_sources(self) -> bool:
+        """Local trees change without any file pmpm could stat cheaply: always plan then."""
+        return any("path" in r.options for r in self.spec.pmpm.packages)
+
+
+def remove_compiled(prefix: Path, installed: list, wanted: set[str]) -> list[str]:
+    """Compiled packages the env file no longer asks for are removed, as conda removes specs."""
+    drop = {r.name.normalized for r in installed if is_compiled(r) and r.name.normalized not in wanted}
+    if drop:
+        keep = [r for r in installed if r.name.normalized not in drop]
+        conda.install(keep, prefix, installed=installed, requested=[])
+        for name in drop:
+            (pmpm_dir(prefix) / "builds" / f"{name}.json").unlink(missing_ok=True)
+    return sorted(drop)

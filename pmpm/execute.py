@@ -1,0 +1,149 @@
+"""Build one planned package into a genuine ``.conda``: unpack, build, stage, test, pack.
+
+Nothing here touches PREFIX: the build installs into a staging root, tests run against the staged
+files, and the result is a package file in the build channel. Every command's output goes to the
+package's log (kept in pmpm's cache); a failing step raises with the package, the step, the last
+lines of the log and its path.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pmpm.builders import BuildContext, Flags
+from pmpm.builders import Step as Command
+from pmpm.errors import PmpmError
+from pmpm.runlog import TAIL_LINES, log_path
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    package: Path  # the .conda file
+    log: Path
+    files: int
+
+
+def _tail(log: Path) -> str:
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()[-TAIL_LINES:]
+    return "\n".join(lines)
+
+
+def run_command(cmd: Command, base_env: dict[str, str], log: Path, *, package: str) -> None:
+    """Run one build command with its output appended to ``log``; raise on failure."""
+    env = {**base_env, **cmd.env}
+    argv: Sequence[str] = cmd.argv
+    if cmd.shell:
+        # shell: the recipe's own explicit `script:`, the one place a recipe runs a shell
+        argv = ["bash", "-e", "-c", *cmd.argv]
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write(f"\n=== {package}: {cmd.name} (in {cmd.cwd})\n$ {shlex.join(map(str, argv))}\n")
+        handle.flush()
+        try:
+            proc = subprocess.run(
+                list(map(str, argv)),
+                cwd=cmd.cwd,
+                env=env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+        except OSError as exc:
+            handle.write(f"cannot run {argv[0]}: {exc}\n")
+            raise PmpmError(
+                f"building {package} failed at step `{cmd.name}`: cannot run {argv[0]} ({exc.strerror})",
+                hint="install the missing tool or put it on PATH",
+                log=log,
+            ) from None
+    if proc.returncode != 0:
+        raise PmpmError(
+            f"building {package} failed at step `{cmd.name}` (exit code {proc.returncode}); "
+            f"last lines of the log:\n{_tail(log)}",
+            hint="fix the recipe or the source; PREFIX was left as it was "
+            "(use --keep-build to keep the build folder)",
+            log=log,
+        )
+
+
+def test_commands(commands: list[str], ctx: BuildContext) -> list[Command]:
+    """A recipe's tests, run against the staged files before anything is installed."""
+    staged = ctx.staged_prefix
+    env = {
+        "PATH": f"{staged / 'bin'}{os.pathsep}{ctx.env.get('PATH', '')}",
+        "LD_LIBRARY_PATH": os.pathsep.join(
+            p for p in (str(staged / "lib"), str(ctx.prefix / "lib"), ctx.env.get("LD_LIBRARY_PATH", "")) if p
+        ),
+        "STAGE_PREFIX": str(staged),
+    }
+    site = _staged_site_packages(staged)
+    if site:
+        env["PYTHONPATH"] = os.pathsep.join(str(s) for s in site)
+    return [Command("test", tuple(shlex.split(c)), ctx.build_dir, env) for c in commands]
+
+
+def _staged_site_packages(staged: Path) -> list[Path]:
+    return sorted(staged.glob("lib/python*/site-packages"))
+
+
+def build_package(
+    *,
+    name: str,
+    version: str,
+    build_string: str,
+    source_tree: Path,
+    work: Path,
+    prefix: Path,
+    builder,
+    flags: Flags,
+    env: dict[str, str],
+    args: list[str],
+    script: str | None,
+    tests: list[str],
+    jobs: int,
+    python: Path | None,
+    depends: list[str],
+    out_dir: Path,
+    extra: dict,
+) -> BuildResult:
+    """Configure, build, stage-install, test and pack one package; returns the package file."""
+    from pmpm.package import PackageMeta, pack
+
+    build_dir = work / "build"
+    stage = work / "stage"
+    shutil.rmtree(stage, ignore_errors=True)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    stage.mkdir(parents=True)
+    ctx = BuildContext(
+        name=name,
+        version=version,
+        source_dir=source_tree,
+        build_dir=build_dir,
+        stage_dir=stage,
+        prefix=prefix,
+        jobs=jobs,
+        flags=flags,
+        env=env,
+        args=tuple(args),
+        python=python,
+        script=script,
+    )
+    log = log_path(name)
+    for cmd in [*builder.steps(ctx), *test_commands(tests, ctx)]:
+        run_command(cmd, env, log, package=name)
+    staged = ctx.staged_prefix
+    if not staged.is_dir() or not any(staged.iterdir()):
+        raise PmpmError(
+            f"building {name} installed nothing into the staging folder {staged}",
+            hint="the build system's install step must honour DESTDIR (or the recipe's script must "
+            "install into $STAGE_PREFIX)",
+            log=log,
+        )
+    meta = PackageMeta(name, version, build_string, depends=tuple(depends), extra=extra)
+    package = pack(staged, meta, out_dir, placeholder=str(prefix))
+    files = sum(1 for _ in staged.rglob("*"))
+    return BuildResult(package, log, files)
