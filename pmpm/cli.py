@@ -81,6 +81,10 @@ def conda_install(
             "--backend", help="rattler (embedded, default), or an installed conda, mamba, micromamba."
         ),
     ] = Backend.rattler,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel build jobs (default: all cores).")] = 0,
+    keep_build: Annotated[
+        bool, typer.Option("--keep-build", help="Keep each package's build folder (printed).")
+    ] = False,
     channel_alias: Annotated[
         str | None,
         typer.Option(
@@ -100,8 +104,60 @@ def conda_install(
         update=update,
         backend=backend.value,
         channel_alias=channel_alias,
+        jobs=jobs,
+        keep_build=keep_build,
     )
     _guard(lambda: command.run(options, _say))
+
+
+@app.command("plan")
+def plan(
+    prefix: Annotated[Path, typer.Argument(help="The environment folder.")],
+    file: Annotated[Path, typer.Option("--file", "-f", help="The environment file.")],
+    offline: Annotated[bool, typer.Option("--offline", help="No network.")] = False,
+) -> None:
+    """Show what conda_install would do to PREFIX, each step and why; change nothing."""
+    from pmpm import conda_install as command
+
+    _guard(
+        lambda: command.run(command.Options(prefix=prefix, file=file, dry_run=True, offline=offline), _say)
+    )
+
+
+recipes_app = typer.Typer(no_args_is_help=True, help="Build recipes: list and show them.")
+app.add_typer(recipes_app, name="recipes")
+RecipeDirs = Annotated[
+    list[Path] | None, typer.Option("--recipes", "-r", help="Extra recipe folders, searched first.")
+]
+
+
+@recipes_app.command("list")
+def recipes_list(recipes: RecipeDirs = None) -> None:
+    """List the recipes pmpm can build: name, version, build system, where it comes from."""
+    from pmpm import show
+
+    _guard(lambda: show.recipes_list(recipes or [], _say))
+
+
+@recipes_app.command("show")
+def recipes_show(name: str, recipes: RecipeDirs = None) -> None:
+    """Print a recipe."""
+    from pmpm import show
+
+    _guard(lambda: show.recipes_show(name, recipes or [], _say))
+
+
+@app.command("host")
+def host(
+    target: Annotated[
+        str, typer.Option("--target", help="An archspec target instead of the host's.")
+    ] = "host",
+    targets: Annotated[bool, typer.Option("--targets", help="List all known target names.")] = False,
+) -> None:
+    """The CPU target, its features, the compilers found and the exact flags pmpm would use."""
+    from pmpm import show
+
+    _guard(lambda: show.host_report(target, None, _say, targets=targets))
 
 
 def main() -> None:

@@ -79,6 +79,11 @@ def test_commands(commands: list[str], ctx: BuildContext) -> list[Command]:
             p for p in (str(staged / "lib"), str(ctx.prefix / "lib"), ctx.env.get("LD_LIBRARY_PATH", "")) if p
         ),
         "STAGE_PREFIX": str(staged),
+        "PKG_CONFIG_PATH": os.pathsep.join(
+            str(p) for p in (staged / "lib" / "pkgconfig", staged / "share" / "pkgconfig")
+        )
+        + os.pathsep
+        + ctx.env.get("PKG_CONFIG_PATH", ""),
     }
     site = _staged_site_packages(staged)
     if site:

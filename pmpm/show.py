@@ -1,0 +1,50 @@
+"""``pmpm recipes list|show`` and ``pmpm host``: read-only views for users writing env files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pmpm.recipe import RecipeBook, load_data
+
+Say = Callable[[str], None]
+
+
+def recipes_list(folders: list[Path], say: Say) -> int:
+    book = RecipeBook(folders)
+    rows = []
+    for name, source in sorted(book.sources().items()):
+        try:
+            data = load_data(source, {}) if source.text is not None else {}
+        except Exception as exc:  # a broken recipe must not hide the others
+            rows.append((name, "?", "?", f"{source.origin} (unreadable: {exc})"))
+            continue
+        system = (data.get("build") or {}).get("system", "auto") if data else "plugin"
+        rows.append((name, str(data.get("version", "?")), str(system), source.origin))
+    if not rows:
+        say("no recipes found")
+        return 0
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        say("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])
+    return 0
+
+
+def recipes_show(name: str, folders: list[Path], say: Say) -> int:
+    source = RecipeBook(folders).find(name)
+    say(f"# {source.origin}")
+    say(source.text.rstrip() if source.text is not None else f"(recipe computed by {source.origin})")
+    return 0
+
+
+def host_report(target: str, compilers: dict[str, str] | None, say: Say, *, targets: bool = False) -> int:
+    from pmpm.host import detect_host, known_targets
+
+    if targets:
+        for name in known_targets():
+            say(name)
+        return 0
+    host = detect_host(target, compilers)
+    for key, value in host.describe():
+        say(f"{key:<12} {value}")
+    return 0
