@@ -29,6 +29,7 @@ from pmpm.recipe import RecipeBook
 
 Say = Callable[[str], None]
 BUILD_SUFFIX = "pmpm_"
+_UNTRACKED = shutil.ignore_patterns(".git", "__pycache__", "build", "_build", "*.egg-info")
 
 
 def build_channel() -> Path:
@@ -134,6 +135,7 @@ class Compiler:
             "python", lambda: _python_values(self.prefix), "add python to the env file's dependencies"
         )
         self._hosts: dict[str, Any] = {}
+        self.planned: list[Step] = []
 
     # ---------------------------------------------------------------- host and flags
 
@@ -266,7 +268,8 @@ class Compiler:
                 step.decision = "rebuild"
                 step.reasons = explain_change(stored_inputs(self.prefix, name), inputs)
             steps[name] = step
-        return list(steps.values())
+        self.planned = list(steps.values())
+        return self.planned
 
     def _python_exe(self) -> str | None:
         python = self.prefix / "bin" / "python"
@@ -291,6 +294,9 @@ class Compiler:
             work.mkdir(parents=True)
             try:
                 tree = self.sources.unpack(step.fetched, work / "src")  # type: ignore[attr-defined]
+                if step.source.kind == "path":
+                    # a local tree is the user's working copy: builds never write into it
+                    tree = Path(shutil.copytree(tree, work / "src", symlinks=True, ignore=_UNTRACKED))
                 builder = (
                     registry.get(recipe.system, where=recipe.origin)
                     if recipe.system
@@ -360,7 +366,7 @@ class Compiler:
 
     def has_local_sources(self) -> bool:
         """Local trees change without any file pmpm could stat cheaply: always plan then."""
-        return any("path" in r.options for r in self.spec.pmpm.packages)
+        return any(step.source.kind == "path" for step in self.planned)
 
 
 def remove_compiled(prefix: Path, installed: list, wanted: set[str]) -> list[str]:

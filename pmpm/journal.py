@@ -20,8 +20,10 @@ from pmpm.errors import PmpmError
 from pmpm.fsutil import atomic_write_text
 
 FORMAT = 1
-#: pmpm's own folder inside a prefix; never part of a snapshot (it holds the lock and journal)
+#: pmpm's own folder inside a prefix (lock, journal, no-op state, build inputs)
 PMPM_DIR = Path("conda-meta") / "pmpm"
+#: what a snapshot leaves out: the lock and the journal itself
+_OWN = frozenset({str(PMPM_DIR / "lock"), str(PMPM_DIR / "journal")})
 
 
 def pmpm_dir(prefix: Path) -> Path:
@@ -47,15 +49,12 @@ class Snapshot:
 
 def _scan(prefix: Path) -> dict[str, list[int]]:
     entries: dict[str, list[int]] = {}
-    skip = str(PMPM_DIR)
     for root, dirs, files in os.walk(prefix):
         rel_root = os.path.relpath(root, prefix)
-        if rel_root == skip:
-            dirs[:] = []
-            continue
+        dirs[:] = [d for d in dirs if os.path.normpath(os.path.join(rel_root, d)) not in _OWN]
         for name in dirs + files:
             rel = os.path.normpath(os.path.join(rel_root, name))
-            if rel == skip:
+            if rel in _OWN:
                 continue
             st = os.lstat(os.path.join(root, name))
             kind = 0 if name in dirs and not os.path.islink(os.path.join(root, name)) else 1
@@ -72,12 +71,20 @@ def begin(prefix: Path) -> Snapshot:
     jdir.mkdir(parents=True)
     meta = prefix / "conda-meta"
     if meta.is_dir():
-        shutil.copytree(meta, jdir / "conda-meta", ignore=shutil.ignore_patterns("pmpm"), symlinks=True)
+        shutil.copytree(meta, jdir / "conda-meta", ignore=_ignore_own, symlinks=True)
     atomic_write_text(
         jdir / "snapshot.json",
         json.dumps({"format": FORMAT, "existed": snapshot.existed, "entries": snapshot.entries}),
     )
     return snapshot
+
+
+def _ignore_own(folder: str, names: list[str]) -> set[str]:
+    return {
+        n
+        for n in names
+        if Path(folder, n).as_posix().endswith(("conda-meta/pmpm/lock", "conda-meta/pmpm/journal"))
+    }
 
 
 def pending(prefix: Path) -> bool:
