@@ -138,7 +138,9 @@ def build_package(
         script=script,
     )
     log = log_path(name)
-    for cmd in [*builder.steps(ctx), *test_commands(tests, ctx)]:
+    for cmd in builder.steps(ctx):
+        run_command(cmd, env, log, package=name)
+    for cmd in test_commands(tests, ctx):  # after the build: they look at what was staged
         run_command(cmd, env, log, package=name)
     staged = ctx.staged_prefix
     if not staged.is_dir() or not any(staged.iterdir()):

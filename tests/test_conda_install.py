@@ -242,7 +242,10 @@ def test_noop_answer_does_not_load_the_cli_framework(tmp_path):
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rattler', 'yaml', 'rich')))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", probe, str(tmp_path / "p"), str(env)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", probe, str(tmp_path / "p"), str(env)],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert out.splitlines()[-1] == "[]"
     # anything but the plain command goes to the real CLI

@@ -40,16 +40,38 @@ def build(build_prefix: Path) -> None:
     (src / "hello.c").write_text(TOOL_C)
     lib = build_prefix / "libgreet"
     (lib / "lib").mkdir(parents=True)
-    subprocess.run(["gcc", "-O2", "-fPIC", "-shared", "-Wl,-soname,libgreet.so.1",
-                    "-o", lib / "lib" / "libgreet.so.1.0", src / "greet.c"], check=True)
+    subprocess.run(
+        [
+            "gcc",
+            "-O2",
+            "-fPIC",
+            "-shared",
+            "-Wl,-soname,libgreet.so.1",
+            "-o",
+            lib / "lib" / "libgreet.so.1.0",
+            src / "greet.c",
+        ],
+        check=True,
+    )
     (lib / "lib" / "libgreet.so.1").symlink_to("libgreet.so.1.0")
     (lib / "lib" / "libgreet.so").symlink_to("libgreet.so.1")
     pack(lib, PackageMeta("libgreet", "1.0", "0"), CHANNEL / "linux-64", placeholder=str(build_prefix))
 
     tool = build_prefix / "hello"
     (tool / "bin").mkdir(parents=True)
-    subprocess.run(["gcc", "-O2", "-o", tool / "bin" / "hello-pmpm", src / "hello.c",
-                    f"-L{lib / 'lib'}", "-lgreet", "-Wl,-rpath,$ORIGIN/../lib"], check=True)
+    subprocess.run(
+        [
+            "gcc",
+            "-O2",
+            "-o",
+            tool / "bin" / "hello-pmpm",
+            src / "hello.c",
+            f"-L{lib / 'lib'}",
+            "-lgreet",
+            "-Wl,-rpath,$ORIGIN/../lib",
+        ],
+        check=True,
+    )
     meta = PackageMeta("hello-pmpm", "1.0", "0", depends=("libgreet >=1,<2",))
     pack(tool, meta, CHANNEL / "linux-64", placeholder=str(build_prefix))
 
