@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -170,8 +171,10 @@ class Compiler:
 
     def build_env(self, host, flags: Flags, recipe_env: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)
-        bin_dir = str(self.prefix / "bin")
-        env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        # the prefix's tools first; build tools installed beside pmpm (meson, ninja, cmake from
+        # PyPI) last, so a pipx-installed pmpm can build meson projects
+        path = [str(self.prefix / "bin"), env.get("PATH", ""), str(Path(sys.executable).parent)]
+        env["PATH"] = os.pathsep.join(p for p in path if p)
         for var, lang in (("CC", "cc"), ("CXX", "cxx"), ("FC", "fc"), ("F77", "fc")):
             if lang in host.compilers:
                 env[var] = host.compilers[lang].path
