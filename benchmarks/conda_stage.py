@@ -10,7 +10,8 @@ with a layered dependency graph and version ranges. It then times, as whole proc
 * ``pmpm conda_install PREFIX --file env.yml`` on a fresh prefix with a cold package cache;
 * a minimal py-rattler script doing the same solve and install (the yardstick);
 * the no-op re-run of pmpm on the prefix it just built;
-* the floor: ``python -c "import pmpm.cli"``.
+* the floor: python importing the modules pmpm's no-op path uses (``FLOOR_IMPORTS``), and
+  the bare interpreter (``python -c pass``) to read it against.
 
 It prints a table with medians, min and max, checks the targets (PASS/FAIL, informational: the
 exit code is 0 unless something errored), and checks that both contenders installed the same
@@ -20,7 +21,8 @@ packages. Run it from the repository root with the venv's interpreter::
                                      [--workdir DIR] [--json FILE]
 
 With ``--workdir``, the generated channel is kept there and reused by later runs with the same
-generator settings, so only the first run pays for building it.
+generator settings, so only the first run pays for building it. ``benchmarks/README.md`` explains
+the method (warm-up, alternation, why nothing is deleted before the timings) and the figures.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ TARGET_NOOP_SECONDS = 0.5
 LATER_NOOP_FLOOR_RATIO = 1.5
 #: 1-minute load average above which the report warns that other work skewed the figures.
 BUSY_LOAD = 0.5
+#: How long ext4 keeps treating freed inodes as recently deleted (see :func:`_wait_for_ext4`).
+EXT4_RECENT_S = 360
+#: When this script last deleted its prefixes, for the next run to wait out ext4's slow spell.
+CLEANUP_MARKER = Path(tempfile.gettempdir()) / "pmpm-bench-last-cleanup"
 
 #: conda-build's padded build prefix: the text files that mention it are relocated at install.
 PLACEHOLDER = "/opt/conda-bld/_h_env_" + "placehold_" * 23
@@ -73,7 +79,11 @@ _SYLLABLE_TEXT = (
 _SYLLABLES = tuple(_SYLLABLE_TEXT.split())
 
 HERE = Path(__file__).resolve().parent
+OLD_CHANNEL_PREFIX = "channel-old-"
 HOST_SUBDIR = ""  # set in main() from pmpm.package.host_subdir (import-light)
+
+#: what a no-op run must import at least: the floor the no-op re-run is compared with
+FLOOR_IMPORTS = "import pmpm.fastpath, pmpm.conda_install, pmpm.state"
 
 
 # ----------------------------------------------------------------------------------------- plan
@@ -398,20 +408,29 @@ def build_channel(workdir: Path, seed: int, total: int, jobs: int) -> tuple[Chan
         return info, names
 
     stamp_path.unlink(missing_ok=True)
-    shutil.rmtree(channel, ignore_errors=True)
-    scratch = workdir / "staging"
-    scratch.mkdir(parents=True, exist_ok=True)
+    if channel.exists():  # set aside, deleted after the timings (see _wait_for_ext4)
+        channel.rename(workdir / f"{OLD_CHANNEL_PREFIX}{time.time_ns()}")
     print(
         f"channel: generating {info.packages} packages ({info.names} names) with {jobs} workers", flush=True
     )
     start = time.perf_counter()
-    job_list = [(p, str(channel), str(scratch)) for p in planned]
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        built = list(pool.map(_build_one, job_list, chunksize=16))
+    # Staging trees and pack()'s scratch copies come and go by the thousand. Deleted on ext4,
+    # they would slow the next file creations (the inode allocator skips recently deleted
+    # inodes, see README), i.e. the first timed install: build them in memory when possible.
+    shm = Path("/dev/shm")
+    scratch = Path(tempfile.mkdtemp(prefix="pmpm-bench-", dir=shm if os.access(shm, os.W_OK) else workdir))
+    try:
+        job_list = [(p, str(scratch / "channel"), str(scratch)) for p in planned]
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            built = [Path(b) for b in pool.map(_build_one, job_list, chunksize=16)]
+        if len(set(built)) != len(planned):
+            raise BenchError(f"expected {len(planned)} distinct package files, got {len(set(built))}")
+        for path in built:
+            (channel / path.parent.name).mkdir(parents=True, exist_ok=True)
+            shutil.move(path, channel / path.parent.name / path.name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     info.generate_s = time.perf_counter() - start
-    shutil.rmtree(scratch, ignore_errors=True)
-    if len(set(built)) != len(planned):
-        raise RuntimeError(f"expected {len(planned)} distinct package files, got {len(set(built))}")
     start = time.perf_counter()
     index_channel(channel)
     info.index_s = time.perf_counter() - start
@@ -467,6 +486,55 @@ if __name__ == "__main__":
 '''
 
 
+class Contenders:
+    """Runs the two contenders, each create in a fresh prefix with a fresh, cold package cache."""
+
+    def __init__(self, runs: Path, bare: Path, env_file: Path, channel_url: str, specs: Sequence[str]):
+        self.runs, self.bare, self.env_file = runs, bare, env_file
+        self.channel_url, self.specs = channel_url, list(specs)
+        self.pmpm = pmpm_command()
+
+    def _bare_args(self, rdir: Path, prefix: Path | None) -> Path:
+        path = rdir / "bare-args.json"
+        cache = rdir / "bare-cache"
+        data = {"channel": self.channel_url, "specs": self.specs, "cache": str(cache), "prefix": str(prefix)}
+        path.write_text(json.dumps(data))
+        return path
+
+    def solve_only(self) -> list[str]:
+        rdir = self.runs / "probe"
+        rdir.mkdir(parents=True, exist_ok=True)
+        run = run_timed([sys.executable, str(self.bare), str(self._bare_args(rdir, None)), "--solve-only"])
+        _require_ok("the probe solve", run)
+        return json.loads(run.stdout)
+
+    def create(self, tag: str, who: str) -> tuple[float, Path]:
+        """Time one create by ``who`` (``pmpm`` or ``bare``) under ``runs/tag``."""
+        rdir = self.runs / tag
+        rdir.mkdir(parents=True, exist_ok=True)
+        prefix = rdir / f"{who}-env"
+        if who == "pmpm":
+            env = {**os.environ, "PMPM_CACHE_DIR": str(rdir / "pmpm-cache")}
+            run = run_timed([*self.pmpm, "conda_install", str(prefix), "--file", str(self.env_file)], env)
+            _require_ok("pmpm conda_install", run)
+        else:
+            run = run_timed([sys.executable, str(self.bare), str(self._bare_args(rdir, prefix))])
+            _require_ok("the bare py-rattler script", run)
+        return run.seconds, prefix
+
+
+def check_same(pmpm_prefix: Path, bare_prefix: Path, solved: Sequence[str]) -> int:
+    """Both contenders must have installed the very same packages: the solve's."""
+    got_pmpm, got_bare = installed_names(pmpm_prefix), installed_names(bare_prefix)
+    if got_pmpm != got_bare:
+        only_p = sorted(set(got_pmpm) - set(got_bare))[:10]
+        only_b = sorted(set(got_bare) - set(got_pmpm))[:10]
+        raise BenchError(f"the prefixes differ: only pmpm has {only_p}, only bare has {only_b}")
+    if len(got_pmpm) != len(solved):
+        raise BenchError(f"the prefixes hold {len(got_pmpm)} packages, the solve gave {len(solved)}")
+    return len(got_pmpm)
+
+
 def write_env_file(path: Path, channel: Path, specs: Sequence[str]) -> None:
     lines = ["name: pmpm-benchmark", "channels:", f"  - {channel}", "dependencies:"]
     lines += [f"  - {spec}" for spec in specs]
@@ -488,6 +556,13 @@ class Run:
 
 
 def run_timed(cmd: Sequence[str], env: dict[str, str] | None = None) -> Run:
+    """Run ``cmd`` as a whole process and time it from spawn to exit.
+
+    Dirty pages are flushed first, so a contender never pays for writing out what the previous
+    one (or the deletion of an old prefix) left in memory: on this machine's ext4, mounted with
+    ``discard``, that writeback otherwise lands on whoever runs next.
+    """
+    os.sync()
     start = time.perf_counter()
     proc = subprocess.run(list(cmd), env=env, capture_output=True, text=True, check=False)
     return Run(time.perf_counter() - start, proc.returncode, proc.stdout, proc.stderr)
@@ -529,12 +604,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--top-level", type=int, default=40, help="specs in the env file")
     parser.add_argument("--repeat", type=int, default=3, help="create runs per contender")
     parser.add_argument("--noop-repeat", type=int, default=7, help="no-op re-runs (at least 5)")
-    parser.add_argument("--floor-repeat", type=int, default=5, help="`import pmpm.cli` runs")
+    parser.add_argument(
+        "--floor-repeat", type=int, default=5, help="floor runs (python importing pmpm's no-op-path modules)"
+    )
     parser.add_argument("--seed", type=int, default=20240601, help="seed of the generated channel")
     parser.add_argument("--workdir", type=Path, help="keep the channel here and reuse it next time")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="workers that pack")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep-prefixes", action="store_true", help="do not delete the prefixes")
+    parser.add_argument(
+        "--no-wait", action="store_true", help="do not wait for ext4 to recover from the last clean-up"
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.noop_repeat < 5 or args.floor_repeat < 1:
         parser.error("--repeat must be >= 1, --noop-repeat >= 5, --floor-repeat >= 1")
@@ -548,20 +628,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pmpm.package import host_subdir
 
     HOST_SUBDIR = host_subdir()
+    if not args.no_wait:
+        _wait_for_ext4()
     own_workdir = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="pmpm-bench-")) if own_workdir else args.workdir.absolute()
     workdir.mkdir(parents=True, exist_ok=True)
-    runs = workdir / "runs"
+    # A new folder per run: deleting an old one now would slow the installs about to be timed.
+    runs = workdir / time.strftime("runs-%Y%m%d-%H%M%S")
     try:
         return _bench(args, workdir, runs)
     except BenchError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         return 1
     finally:
-        if own_workdir and not args.keep_prefixes:
-            shutil.rmtree(workdir, ignore_errors=True)
-        elif not args.keep_prefixes:
-            shutil.rmtree(runs, ignore_errors=True)
+        for old in workdir.glob(f"{OLD_CHANNEL_PREFIX}*"):
+            shutil.rmtree(old, ignore_errors=True)
+        if not args.keep_prefixes:
+            shutil.rmtree(workdir if own_workdir else runs, ignore_errors=True)
+            CLEANUP_MARKER.write_text(f"{time.time()}\n")
+
+
+def _wait_for_ext4() -> None:
+    """Sleep until ext4 no longer slows file creation because of our last clean-up.
+
+    After thousands of files are deleted, ext4's inode allocator checks every recently freed
+    inode it passes (``recently_deleted`` in ``fs/ext4/ialloc.c``: 60 s, or 360 s while the inode
+    table block is dirty) and skips it. Creating the ~5,000 files of one environment then costs
+    about a second more, for minutes: measured here, a bare create went from 0.5 s to 1.5 s.
+    Both contenders pay it, which hides pmpm's own overhead, so runs are kept that far apart.
+    """
+    try:
+        age = time.time() - float(CLEANUP_MARKER.read_text())
+    except (OSError, ValueError):
+        return
+    if 0 <= age < EXT4_RECENT_S:
+        wait = EXT4_RECENT_S - age
+        print(
+            f"waiting {wait:.0f} s: the last run deleted its prefixes {age:.0f} s ago and ext4 is "
+            "still slow to create files after that (--no-wait to skip; see README)",
+            flush=True,
+        )
+        time.sleep(wait)
 
 
 def _bench(args: argparse.Namespace, workdir: Path, runs: Path) -> int:
@@ -575,91 +682,47 @@ def _bench(args: argparse.Namespace, workdir: Path, runs: Path) -> int:
     write_env_file(env_file, channel.path, specs)
     bare = workdir / "bare_rattler.py"
     bare.write_text(BARE_SCRIPT)
-    shutil.rmtree(runs, ignore_errors=True)
     runs.mkdir(parents=True)
+    contenders = Contenders(runs, bare, env_file, channel.path.as_uri(), specs)
 
     # untimed: what the env solves to, so the size of the work is known before timing it
-    probe = runs / "probe.json"
-    probe.write_text(
-        json.dumps(
-            {
-                "channel": channel.path.as_uri(),
-                "specs": specs,
-                "cache": str(runs / "probe-cache"),
-                "prefix": "",
-            }
-        )
-    )
-    solved_run = run_timed([sys.executable, str(bare), str(probe), "--solve-only"])
-    _require_ok("the probe solve", solved_run)
-    solved = json.loads(solved_run.stdout)
-    shutil.rmtree(runs / "probe-cache", ignore_errors=True)
+    solved = contenders.solve_only()
     print(
         f"env: {len(specs)} top-level specs solve to {len(solved)} packages (aimed at {args.env_size})",
         flush=True,
     )
+    # untimed: one create each first. It loads the interpreter, py-rattler and the channel into
+    # the page cache for both alike, and absorbs the slow inode allocation that follows any large
+    # deletion (an old workdir, a rebuilt channel) instead of charging it to the first timed run.
+    warm_bare, warm_bare_prefix = contenders.create("warmup", "bare")
+    warm_pmpm, warm_pmpm_prefix = contenders.create("warmup", "pmpm")
+    check_same(warm_pmpm_prefix, warm_bare_prefix, solved)
+    print(f"warm-up (untimed): pmpm {warm_pmpm:.2f} s, bare py-rattler {warm_bare:.2f} s", flush=True)
 
-    pmpm = pmpm_command()
+    # Nothing is deleted until every figure is taken, for the same reason.
     create_pmpm: list[float] = []
     create_bare: list[float] = []
-    last_pmpm_prefix: Path | None = None
+    pmpm_prefix = warm_pmpm_prefix
     for i in range(args.repeat):
-        rdir = runs / f"create-{i}"
-        rdir.mkdir()
-        pmpm_prefix, bare_prefix = rdir / "pmpm-env", rdir / "bare-env"
-        pmpm_env = {**os.environ, "PMPM_CACHE_DIR": str(rdir / "pmpm-cache")}
-        bare_args = rdir / "bare-args.json"
-        bare_args.write_text(
-            json.dumps(
-                {
-                    "channel": channel.path.as_uri(),
-                    "specs": specs,
-                    "cache": str(rdir / "bare-cache"),
-                    "prefix": str(bare_prefix),
-                }
-            )
-        )
-
-        def do_pmpm(pmpm_prefix=pmpm_prefix, pmpm_env=pmpm_env) -> float:
-            run = run_timed([*pmpm, "conda_install", str(pmpm_prefix), "--file", str(env_file)], pmpm_env)
-            _require_ok("pmpm conda_install", run)
-            return run.seconds
-
-        def do_bare(bare_args=bare_args) -> float:
-            run = run_timed([sys.executable, str(bare), str(bare_args)])
-            _require_ok("the bare py-rattler script", run)
-            return run.seconds
-
         # alternate who goes first, so neither always gets the warmer machine
-        if i % 2 == 0:
-            t_pmpm, t_bare = do_pmpm(), do_bare()
-        else:
-            t_bare, t_pmpm = do_bare(), do_pmpm()
+        order = ("pmpm", "bare") if i % 2 == 0 else ("bare", "pmpm")
+        results = {who: contenders.create(f"create-{i}", who) for who in order}
+        (t_pmpm, pmpm_prefix), (t_bare, bare_prefix) = results["pmpm"], results["bare"]
         create_pmpm.append(t_pmpm)
         create_bare.append(t_bare)
-
-        got_pmpm, got_bare = installed_names(pmpm_prefix), installed_names(bare_prefix)
-        if got_pmpm != got_bare:
-            only_p = sorted(set(got_pmpm) - set(got_bare))[:10]
-            only_b = sorted(set(got_bare) - set(got_pmpm))[:10]
-            raise BenchError(f"the prefixes differ: only pmpm has {only_p}, only bare has {only_b}")
-        if len(got_pmpm) != len(solved):
-            raise BenchError(f"the prefixes hold {len(got_pmpm)} packages, the solve gave {len(solved)}")
-        order = "pmpm first" if i % 2 == 0 else "bare first"
+        count = check_same(pmpm_prefix, bare_prefix, solved)
         print(
-            f"create {i + 1}/{args.repeat} ({order}): pmpm {t_pmpm:.2f} s, bare py-rattler "
-            f"{t_bare:.2f} s; both prefixes hold the same {len(got_pmpm)} packages",
+            f"create {i + 1}/{args.repeat} ({order[0]} first): pmpm {t_pmpm:.2f} s, bare py-rattler "
+            f"{t_bare:.2f} s; both prefixes hold the same {count} packages",
             flush=True,
         )
-        if last_pmpm_prefix is not None and not args.keep_prefixes:
-            shutil.rmtree(last_pmpm_prefix.parent, ignore_errors=True)
-        last_pmpm_prefix = pmpm_prefix
-    assert last_pmpm_prefix is not None
 
+    # the no-op re-run, on the prefix pmpm just built
     noop: list[float] = []
-    noop_env = {**os.environ, "PMPM_CACHE_DIR": str(last_pmpm_prefix.parent / "pmpm-cache")}
+    noop_env = {**os.environ, "PMPM_CACHE_DIR": str(pmpm_prefix.parent / "pmpm-cache")}
+    noop_cmd = [*contenders.pmpm, "conda_install", str(pmpm_prefix), "--file", str(env_file)]
     for _ in range(args.noop_repeat):
-        run = run_timed([*pmpm, "conda_install", str(last_pmpm_prefix), "--file", str(env_file)], noop_env)
+        run = run_timed(noop_cmd, noop_env)
         _require_ok("the no-op pmpm conda_install", run)
         if "is up to date" not in run.stdout:
             print(f"warning: the re-run did not take the no-op path: {run.stdout.strip()[-200:]}")
@@ -667,13 +730,33 @@ def _bench(args: argparse.Namespace, workdir: Path, runs: Path) -> int:
     print(f"no-op: {args.noop_repeat} re-runs done", flush=True)
 
     floor: list[float] = []
+    interpreter: list[float] = []
     for _ in range(args.floor_repeat):
-        run = run_timed([sys.executable, "-c", "import pmpm.cli"])
-        _require_ok("python -c 'import pmpm.cli'", run)
+        run = run_timed([sys.executable, "-c", "pass"])
+        _require_ok("python -c pass", run)
+        interpreter.append(run.seconds)
+        run = run_timed([sys.executable, "-c", FLOOR_IMPORTS])
+        _require_ok(f"python -c '{FLOOR_IMPORTS}'", run)
         floor.append(run.seconds)
 
     load = (load_before, os.getloadavg()[0])
-    return _report(args, channel, specs, solved, create_pmpm, create_bare, noop, floor, load)
+    timings = {
+        "pmpm_create": create_pmpm,
+        "bare_create": create_bare,
+        "pmpm_noop": noop,
+        "floor_import_pmpm_cli": floor,
+        "python_c_pass": interpreter,
+    }
+    return _report(args, channel, specs, solved, timings, load)
+
+
+ROW_LABELS = {
+    "pmpm_create": "pmpm conda_install (create, cold)",
+    "bare_create": "bare py-rattler (create, cold)",
+    "pmpm_noop": "pmpm conda_install (no-op re-run)",
+    "floor_import_pmpm_cli": "floor: python + pmpm's no-op modules",
+    "python_c_pass": "interpreter: python -c pass",
+}
 
 
 def _report(
@@ -681,15 +764,10 @@ def _report(
     channel: ChannelInfo,
     specs: Sequence[str],
     solved: Sequence[str],
-    create_pmpm: list[float],
-    create_bare: list[float],
-    noop: list[float],
-    floor: list[float],
+    timings: dict[str, list[float]],
     load: tuple[float, float],
 ) -> int:
-    med = statistics.median
-    create_ratio = med(create_pmpm) / med(create_bare)
-    noop_floor = med(noop) / med(floor)
+    med = {key: statistics.median(values) for key, values in timings.items()}
     gen = "reused" if channel.reused else f"{channel.generate_s:.1f} s"
     idx = "reused" if channel.reused else f"{channel.index_s:.2f} s"
     print()
@@ -703,21 +781,28 @@ def _report(
         print("warning: the machine was busy before the run: the figures are noisy; run again when idle")
     print()
     print(f"  {'whole process, seconds':<34} {'median':>8} {'min':>8} {'max':>8} {'runs':>4}")
-    print(fmt_row("pmpm conda_install (create, cold)", create_pmpm))
-    print(fmt_row("bare py-rattler (create, cold)", create_bare))
-    print(fmt_row("pmpm conda_install (no-op re-run)", noop))
-    print(fmt_row("floor: python -c 'import pmpm.cli'", floor))
+    for key, label in ROW_LABELS.items():
+        print(fmt_row(label, timings[key]))
     print()
     targets = [
-        ("pmpm / bare py-rattler (create)", create_ratio, TARGET_CREATE_RATIO, ""),
-        ("no-op re-run, seconds", med(noop), TARGET_NOOP_SECONDS, ""),
-        ("no-op / floor", noop_floor, LATER_NOOP_FLOOR_RATIO, "info: later target"),
+        ("pmpm / bare py-rattler (create)", med["pmpm_create"] / med["bare_create"], TARGET_CREATE_RATIO, ""),
+        ("no-op re-run, seconds", med["pmpm_noop"], TARGET_NOOP_SECONDS, ""),
+        (
+            "no-op / floor",
+            med["pmpm_noop"] / med["floor_import_pmpm_cli"],
+            LATER_NOOP_FLOOR_RATIO,
+            "info: later target",
+        ),
     ]
     for label, value, limit, note in targets:
         verdict = "PASS" if value <= limit else "FAIL"
         if note:
             verdict = f"({note}: {'met' if value <= limit else 'not met'})"
         print(f"  {label:<34} {value:8.3f}  <= {limit:<5} {verdict}")
+    overhead = med["pmpm_create"] - med["bare_create"]
+    min_ratio = min(timings["pmpm_create"]) / min(timings["bare_create"])
+    print(f"  {'pmpm - bare (create), seconds':<34} {overhead:8.3f}  (what pmpm adds, medians)")
+    print(f"  {'pmpm / bare (create), minimums':<34} {min_ratio:8.3f}  (less sensitive to other load)")
 
     if args.json:
         figures = {
@@ -729,18 +814,10 @@ def _report(
             },
             "channel": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(channel).items()},
             "env": {"top_level": len(specs), "solved": len(solved), "specs": list(specs)},
-            "seconds": {
-                "pmpm_create": create_pmpm,
-                "bare_create": create_bare,
-                "pmpm_noop": noop,
-                "floor_import_pmpm_cli": floor,
-            },
-            "medians": {
-                "pmpm_create": med(create_pmpm),
-                "bare_create": med(create_bare),
-                "pmpm_noop": med(noop),
-                "floor_import_pmpm_cli": med(floor),
-            },
+            "seconds": timings,
+            "medians": med,
+            "create_overhead_seconds": overhead,
+            "create_ratio_of_minimums": min_ratio,
             "targets": [
                 {
                     "name": label,

@@ -6,7 +6,6 @@ hint and exit non-zero without a traceback.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Annotated
 import typer
 
 from pmpm import __version__
-from pmpm.errors import PmpmError
+from pmpm.errors import run_reporting
 
 app = typer.Typer(
     add_completion=False,
@@ -37,15 +36,7 @@ def _say(text: str) -> None:
 
 
 def _guard(call: Callable[[], int]) -> None:
-    try:
-        code = call()
-    except PmpmError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        print("error: interrupted; the prefix was put back as it was", file=sys.stderr)
-        raise typer.Exit(130) from None
-    raise typer.Exit(code)
+    raise typer.Exit(run_reporting(call))
 
 
 def _version(value: bool) -> None:

@@ -25,20 +25,39 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
+_unsettled = False
+
+
+def _run(coro: Coroutine[Any, Any, T], *, settle: bool = True) -> T:
     """Run a py-rattler coroutine to completion.
 
-    The short sleep lets py-rattler's tokio workers finish before the loop closes: without it
-    about one process in ten crashed at interpreter exit after a successful install.
+    py-rattler's tokio workers must finish before the interpreter shuts down: without a short
+    pause after an install about one process in ten crashed at exit. The pause is taken inside the
+    loop after installs (``settle``), and once at exit when the last call did not take it (a
+    solve followed by an install pays for only one pause).
     """
+    global _unsettled
 
     async def wrapper() -> T:
         try:
             return await coro
         finally:
-            await asyncio.sleep(0.05)
+            if settle:
+                await asyncio.sleep(0.05)
 
+    if not settle and not _unsettled:
+        import atexit
+
+        atexit.register(_settle_at_exit)
+    _unsettled = not settle
     return asyncio.run(wrapper())
+
+
+def _settle_at_exit() -> None:
+    if _unsettled:
+        import time
+
+        time.sleep(0.05)
 
 
 def cache_dir() -> Path:
@@ -199,7 +218,7 @@ def solve(
         )
 
     try:
-        return _run(go())
+        return _run(go(), settle=False)
     except Exception as exc:
         raise _explain_solve_error(exc, channels, describe or {}, offline) from None
 

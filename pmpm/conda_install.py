@@ -39,7 +39,11 @@ class Options:
         return {"backend": self.backend, "channel_alias": channel_alias(self.channel_alias)}
 
 
-def run(opts: Options, say: Say = print) -> int:
+def _print(text: str) -> None:
+    print(text, flush=True)  # flushed: a second run waiting on the lock must say so at once
+
+
+def run(opts: Options, say: Say = _print) -> int:
     prefix = opts.prefix.expanduser().absolute()
     try:
         env_bytes = opts.file.read_bytes()

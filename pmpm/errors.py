@@ -46,3 +46,17 @@ class PmpmError(Exception):
 def located(path: Path | str, line: int | None) -> str:
     """Format a ``file:line`` location the way compilers do, so editors can jump to it."""
     return f"{path}:{line}" if line else str(path)
+
+
+def run_reporting(call) -> int:
+    """Run a command; print a user error as ``error: ...`` (no traceback) and return the exit code."""
+    import sys
+
+    try:
+        return call()
+    except PmpmError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; the prefix was put back as it was", file=sys.stderr, flush=True)
+        return 130

@@ -1,23 +1,33 @@
-"""Answer ``pmpm conda_install`` on an up-to-date prefix before the CLI framework loads.
+"""Run ``pmpm conda_install`` without loading the CLI framework.
 
-typer (with click, rich and pydantic) costs more to import than the whole no-op check, and a
-no-op re-run is the most common command on a cluster login node. This recognises only the
-plainest form of the command; anything else (help, --dry-run, --update, an unknown option, a
-malformed line) falls through to the real CLI, which owns all parsing and error messages.
+typer (with click, rich and pydantic) costs more to import than a no-op check and about half of
+what a whole solve-and-install of 200 packages costs, and ``conda_install`` is the command users
+run over and over. Its plain forms are parsed here with the same option names as the typer
+command (a test keeps the two in step); anything else (help, a typo, a bad value) falls through to
+the typer CLI, which owns all other parsing and its error messages.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-_VALUED = {"--file": "file", "-f": "file", "--backend": "backend", "--channel-alias": "channel_alias"}
-_FLAGS = {"--offline": "offline"}
+_VALUED = {
+    "--file": "file",
+    "-f": "file",
+    "--backend": "backend",
+    "--channel-alias": "channel_alias",
+    "--jobs": "jobs",
+    "-j": "jobs",
+}
+_FLAGS = {"--offline": "offline", "--dry-run": "dry_run", "--update": "update", "--keep-build": "keep_build"}
+_BACKENDS = ("rattler", "conda", "mamba", "micromamba")
 
 
-def try_noop(argv: list[str]) -> bool:
-    """True when the command was a no-op and its answer has been printed."""
+def parse(argv: list[str]):
+    """The ``conda_install`` options for a plain command line, or None to let typer handle it."""
     if len(argv) < 2 or argv[0] != "conda_install":
-        return False
+        return None
     values: dict = {}
     positional: list[str] = []
     tokens = iter(argv[1:])
@@ -25,38 +35,36 @@ def try_noop(argv: list[str]) -> bool:
         name, eq, inline = token.partition("=")
         if name in _VALUED:
             value = inline if eq else next(tokens, None)
-            if value is None:
-                return False
+            if value is None or value.startswith("-"):
+                return None
             values[_VALUED[name]] = value
         elif token in _FLAGS:
             values[_FLAGS[token]] = True
         elif token.startswith("-"):
-            return False
+            return None
         else:
             positional.append(token)
-    if len(positional) != 1 or "file" not in values:
-        return False
+    if len(positional) != 1 or "file" not in values or values.get("backend", "rattler") not in _BACKENDS:
+        return None
+    if "jobs" in values:
+        if not values["jobs"].isdigit():
+            return None
+        values["jobs"] = int(values["jobs"])
 
-    from pmpm import state
     from pmpm.conda_install import Options
 
-    opts = Options(prefix=Path(positional[0]), file=Path(values.pop("file")), **values)
-    try:
-        env_bytes = opts.file.read_bytes()
-    except OSError:
-        return False
-    prefix = opts.prefix.expanduser().absolute()
-    if not state.up_to_date(prefix, state.expected(env_bytes, opts.fingerprint())):
-        return False
-    print(f"{prefix} is up to date with {opts.file}", flush=True)
-    return True
+    return Options(prefix=Path(positional[0]), file=Path(values.pop("file")), **values)
 
 
 def main() -> None:
-    """The console script: the no-op check first, the typer CLI only when there is work to do."""
-    import sys
-
-    if not try_noop(sys.argv[1:]):
+    """The console script."""
+    opts = parse(sys.argv[1:])
+    if opts is None:
         from pmpm.cli import main as cli_main
 
         cli_main()
+        return
+    from pmpm import conda_install
+    from pmpm.errors import run_reporting
+
+    sys.exit(run_reporting(lambda: conda_install.run(opts)))

@@ -229,16 +229,17 @@ def test_missing_env_file_is_a_clear_error(tmp_path):
 
 
 def test_noop_answer_does_not_load_the_cli_framework(tmp_path):
-    """The no-op re-run is answered before typer (and pydantic) are imported: that is its speed."""
+    """The no-op re-run is answered before typer, py-rattler or YAML are imported: that is its speed."""
     import subprocess
     import sys
 
     env = write_env(tmp_path / "env.yml", [TEST_RECIPES], ["dependency"])
     assert pmpm("conda_install", tmp_path / "p", "--file", env).code == 0
     probe = (
-        "import sys; sys.argv = ['pmpm', 'conda_install', sys.argv[1], '--file', sys.argv[2]]\n"
-        "from pmpm.fastpath import try_noop\n"
-        "assert try_noop(sys.argv[1:])\n"
+        "import sys\n"
+        "sys.argv = ['pmpm', 'conda_install', sys.argv[1], '--file', sys.argv[2]]\n"
+        "from pmpm.fastpath import main\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code == 0\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rattler', 'yaml', 'rich')))\n"
     )
     out = subprocess.run(
@@ -247,9 +248,23 @@ def test_noop_answer_does_not_load_the_cli_framework(tmp_path):
         text=True,
         check=True,
     ).stdout
+    assert "is up to date" in out
     assert out.splitlines()[-1] == "[]"
-    # anything but the plain command goes to the real CLI
-    from pmpm.fastpath import try_noop
 
-    assert not try_noop(["conda_install", str(tmp_path / "p"), "--file", str(env), "--dry-run"])
-    assert not try_noop(["conda_install", str(tmp_path / "p")])
+
+def test_fast_parser_knows_exactly_the_cli_options():
+    """The typer command and the fast path accept the same options, so neither drifts."""
+    import typer.main
+
+    from pmpm import fastpath
+    from pmpm.cli import app
+
+    command = typer.main.get_command(app).commands["conda_install"]
+    cli_options = {opt for param in command.params for opt in param.opts if opt.startswith("-")} - {"--help"}
+    assert cli_options == set(fastpath._VALUED) | set(fastpath._FLAGS)
+    assert fastpath.parse(["conda_install", "p", "--file", "e.yml", "--jobs", "3", "--dry-run"]).jobs == 3
+    assert (
+        fastpath.parse(["conda_install", "p", "--file", "e.yml", "--backend", "pip"]) is None
+    )  # typer explains
+    assert fastpath.parse(["conda_install", "p", "--file", "e.yml", "--bogus"]) is None
+    assert fastpath.parse(["conda_install", "--help"]) is None

@@ -156,5 +156,9 @@ def test_cli_runs_that_install_never_crash_at_exit(tmp_path, wide_channel):
         result = pmpm("conda_install", prefix, "--file", env)
         if result.code != 0 or "panicked" in result.err:
             failures.append((i, result.code, result.err[-500:]))
+    for i in range(10):  # processes whose last py-rattler call is a solve
+        result = pmpm("conda_install", prefix, "--file", env_a, "--dry-run")
+        if result.code != 0 or "panicked" in result.err:
+            failures.append((f"dry-run {i}", result.code, result.err[-500:]))
     assert not failures
     assert installed(prefix) == {"pkg3": "2.0-0"}

@@ -133,7 +133,7 @@ def test_fftw_simd_follows_the_target(tmp_path, demo_channel, mirror):
     host = detect_host()
     prefix = tmp_path / "p"
     env = write_env(tmp_path / "env.yml", demo_channel, "    - fftw: {precision: float}\n")
-    result = pmpm("conda_install", prefix, "--file", env, "--offline", env=env_vars)
+    result = pmpm("conda_install", prefix, "--file", env, "--offline", env=env_vars, timeout=1800)
     assert result.code == 0, result.text
     configure = _log_of(result.out, "fftw").read_text().split("=== fftw: build")[0]
     for feature, flag in (
@@ -150,7 +150,7 @@ def test_fftw_simd_follows_the_target(tmp_path, demo_channel, mirror):
 
     # a generic target for clusters whose nodes differ: no AVX kernels, baseline flags
     env.write_text(env.read_text().replace("{precision: float}", "{precision: float, target: x86_64}"))
-    result = pmpm("conda_install", prefix, "--file", env, "--offline", env=env_vars)
+    result = pmpm("conda_install", prefix, "--file", env, "--offline", env=env_vars, timeout=1800)
     assert result.code == 0, result.text
     assert "fftw 3.3.10: rebuild (flags changed; target changed)" in result.out
     configure = _log_of(result.out, "fftw").read_text().split("=== fftw: build")[0]
@@ -163,7 +163,7 @@ def test_fftw_simd_follows_the_target(tmp_path, demo_channel, mirror):
 def test_mpi4py_against_the_system_mpi(tmp_path, demo_channel):
     prefix = tmp_path / "p"
     env = write_env(tmp_path / "env.yml", demo_channel, "    - mpi4py\n", deps="python")
-    result = pmpm("conda_install", prefix, "--file", env)
+    result = pmpm("conda_install", prefix, "--file", env, timeout=1800)
     if (
         result.code != 0
         and "pip" in result.err
