@@ -281,63 +281,65 @@ class Compiler:
     # ---------------------------------------------------------------- building
 
     def run(self, steps: list[Step]) -> None:
+        for step in steps:
+            self.say(f"  {step.explain()}")
+        built = [step for step in steps if step.decision != "up to date"]
+        for step in built:
+            self._build(step)
+        if built:
+            index_build_channel()
+
+    def _build(self, step: Step) -> None:
         from pmpm.builders import registry
         from pmpm.execute import build_package
 
-        for step in steps:
-            self.say(f"  {step.explain()}")
-        for step in steps:
-            if step.decision == "up to date":
-                continue
-            recipe = step.recipe
-            host = self.host(step.target)
-            flags = self.flags(host)
-            work = conda.cache_dir() / "build" / f"{step.name}-{step.key[:12]}"
-            shutil.rmtree(work, ignore_errors=True)
-            work.mkdir(parents=True)
-            try:
-                tree = self.sources.unpack(step.fetched, work / "src")  # type: ignore[attr-defined]
-                if step.source.kind == "path":
-                    # a local tree is the user's working copy: builds never write into it
-                    tree = Path(shutil.copytree(tree, work / "src", symlinks=True, ignore=_UNTRACKED))
-                builder = (
-                    registry.get(recipe.system, where=recipe.origin)
-                    if recipe.system
-                    else registry.detect(tree)
-                )
-                installed = conda.installed_records(self.prefix)
-                depends = self._depends(step, installed)
-                self.say(f"building {step.name} {recipe.version} ({builder.name}, target {host.target})")
-                result = build_package(
-                    name=step.name,
-                    version=recipe.version,
-                    build_string=step.build_string,
-                    source_tree=tree,
-                    work=work,
-                    prefix=self.prefix,
-                    builder=builder,
-                    flags=flags,
-                    env=self.build_env(host, flags, recipe.env),
-                    args=recipe.args,
-                    script=recipe.script,
-                    tests=recipe.test_commands if self.spec.pmpm.tests else [],
-                    jobs=self.jobs,
-                    python=Path(self._python_exe()) if self._python_exe() else None,
-                    depends=depends,
-                    out_dir=build_channel() / conda.host_subdir(),
-                    extra={"pmpm": {"key": step.key, "inputs": step.inputs, "origin": recipe.origin}},
-                )
-                self._install(result.package, installed)
-                atomic_write_text(
-                    pmpm_dir(self.prefix) / "builds" / f"{step.name}.json",
-                    json.dumps(step.inputs, indent=1, sort_keys=True),
-                )
-                self.say(f"installed {step.name} {recipe.version} ({result.files} files; log: {result.log})")
-            finally:
-                if not self.keep_build:
-                    shutil.rmtree(work, ignore_errors=True)
-                else:
-                    self.say(f"kept the build folder of {step.name}: {work}")
+        recipe = step.recipe
+        host = self.host(step.target)
+        flags = self.flags(host)
+        work = conda.cache_dir() / "build" / f"{step.name}-{step.key[:12]}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        try:
+            tree = self.sources.unpack(step.fetched, work / "src")  # type: ignore[attr-defined]
+            if step.source.kind == "path":
+                # a local tree is the user's working copy: builds never write into it
+                tree = Path(shutil.copytree(tree, work / "src", symlinks=True, ignore=_UNTRACKED))
+            builder = (
+                registry.get(recipe.system, where=recipe.origin) if recipe.system else registry.detect(tree)
+            )
+            installed = conda.installed_records(self.prefix)
+            depends = self._depends(step, installed)
+            self.say(f"building {step.name} {recipe.version} ({builder.name}, target {host.target})")
+            result = build_package(
+                name=step.name,
+                version=recipe.version,
+                build_string=step.build_string,
+                source_tree=tree,
+                work=work,
+                prefix=self.prefix,
+                builder=builder,
+                flags=flags,
+                env=self.build_env(host, flags, recipe.env),
+                args=recipe.args,
+                script=recipe.script,
+                tests=recipe.test_commands if self.spec.pmpm.tests else [],
+                jobs=self.jobs,
+                python=Path(self._python_exe()) if self._python_exe() else None,
+                depends=depends,
+                out_dir=build_channel() / conda.host_subdir(),
+                extra={"pmpm": {"key": step.key, "inputs": step.inputs, "origin": recipe.origin}},
+            )
+            self._install(result.package, installed)
+            atomic_write_text(
+                pmpm_dir(self.prefix) / "builds" / f"{step.name}.json",
+                json.dumps(step.inputs, indent=1, sort_keys=True),
+            )
+            self.say(f"installed {step.name} {recipe.version} ({result.files} files; log: {result.log})")
+        finally:
+            if not self.keep_build:
+                shutil.rmtree(work, ignore_errors=True)
+            else:
+                self.say(f"kept the build folder of {step.name}: {work}")
 
     def _depends(self, step: Step, installed: list) -> list[str]:
         by_name = {r.name.normalized: r for r in installed}
@@ -370,6 +372,20 @@ class Compiler:
     def has_local_sources(self) -> bool:
         """Local trees change without any file pmpm could stat cheaply: always plan then."""
         return any(step.source.kind == "path" for step in self.planned)
+
+
+def index_build_channel() -> None:
+    """Keep the build channel's repodata current, so it can serve as a channel (and a cache)."""
+    from rattler.index import index_fs
+
+    channel = build_channel()
+    (channel / "noarch").mkdir(parents=True, exist_ok=True)
+
+    async def go() -> None:
+        await index_fs(channel, write_zst=False, write_shards=False)
+        await asyncio.sleep(0.05)
+
+    asyncio.run(go())
 
 
 def remove_compiled(prefix: Path, installed: list, wanted: set[str]) -> list[str]:

@@ -168,3 +168,37 @@ def test_recipes_list_and_show(tmp_path, project):
     assert shown.code == 0 and "--enable-avx2" in shown.out
     missing = pmpm("recipes", "show", "fftww")
     assert missing.code == 1 and "did you mean fftw" in missing.err
+
+
+def test_recipe_plugin_from_an_entry_point(tmp_path, project):
+    """A recipe that needs logic: a Python plugin found through the ``pmpm.recipes`` group."""
+    env, src = project
+    plugins = tmp_path / "plugins"
+    (plugins / "pmpm_test_plugin-0.1.dist-info").mkdir(parents=True)
+    (plugins / "pmpm_test_plugin-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: pmpm-test-plugin\nVersion: 0.1\n"
+    )
+    (plugins / "pmpm_test_plugin-0.1.dist-info" / "entry_points.txt").write_text(
+        "[pmpm.recipes]\nplugged = pmpm_test_plugin:recipe\n"
+    )
+    (plugins / "pmpm_test_plugin.py").write_text(
+        "def recipe(context):\n"
+        "    # logic a YAML file cannot hold: the version depends on the target's features\n"
+        "    wide = 'avx2' in context['target']['features']\n"
+        f"    return {{'name': 'plugged', 'version': '2.0' if wide else '1.0',\n"
+        f"            'source': {{'path': {str(src / 'greet')!r}}}, 'build': {{'system': 'make'}}}}\n"
+    )
+    extra = {"PYTHONPATH": str(plugins)}
+    listing = pmpm("recipes", "list", env=extra)
+    assert "plugged" in listing.out and "plugin pmpm_test_plugin:recipe" in listing.out
+
+    env.write_text(env.read_text().replace("    - hello\n", "    - plugged\n"))
+    prefix = tmp_path / "p"
+    result = pmpm("conda_install", prefix, "--file", env, "--keep-build", env=extra)
+    assert result.code == 0, result.text
+    from pmpm.host import detect_host
+
+    expected = "2.0" if "avx2" in detect_host().features else "1.0"
+    assert installed(prefix)["plugged"].startswith(f"{expected}-pmpm_")
+    kept = Path(result.out.split("kept the build folder of plugged: ")[1].split()[0])
+    assert (kept / "src" / "libgreet.so").is_file()  # --keep-build kept the build tree
