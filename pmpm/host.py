@@ -55,6 +55,10 @@ _RECORD_FLAG = {"gcc": "-frecord-gcc-switches", "clang": "-frecord-command-line"
 _CLANG_FAMILY = frozenset({"clang", "aocc", "oneapi"})
 
 
+#: what every CPU of a family has by its ABI; archspec lists no features for the generic
+#: ``x86_64`` and ``aarch64`` targets, and a recipe choosing SIMD kernels must still see them
+ABI_FEATURES = {"x86_64": ("mmx", "sse", "sse2"), "aarch64": ("asimd", "fp")}
+
 @dataclass(frozen=True)
 class Compiler:
     """One compiler as found, identified by running it (its name says little: ``cc`` may be anything)."""
@@ -564,7 +568,7 @@ def detect_host(
         target=uarch.name,
         vendor=uarch.vendor,
         family=uarch.family.name,
-        features=tuple(sorted(uarch.features)),
+        features=tuple(sorted(set(uarch.features) | set(ABI_FEATURES.get(uarch.family.name, ())))),
         detected=host.name,
         compilers=find_compilers(compilers, env=env),
     )

@@ -177,6 +177,7 @@ def test_mpi4py_against_the_system_mpi(tmp_path, demo_channel):
         text=True,
         check=True,
     )
-    mpicc = subprocess.run(["mpicc", "--showme:version"], capture_output=True, text=True).stderr
+    shown = subprocess.run(["mpicc", "--showme:version"], capture_output=True, text=True)
+    mpicc = shown.stdout + shown.stderr
     vendor = "Open MPI" if "Open MPI" in mpicc else "MPICH"
     assert vendor in probe.stdout
