@@ -262,8 +262,17 @@ class Compiler:
                 "conda": conda_deps,
                 **tools,
             }
-            step = Step(name, recipe, source, fetched.identity, target, inputs, digest(inputs), where=where)
-            step.fetched = fetched  # type: ignore[attr-defined]
+            step = Step(
+                name,
+                recipe,
+                source,
+                fetched.identity,
+                target,
+                inputs,
+                digest(inputs),
+                where=where,
+                fetched=fetched,
+            )
             current = by_name.get(name)
             if current is not None and str(current.build) == step.build_string:
                 step.decision = "up to date"
@@ -300,7 +309,7 @@ class Compiler:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         try:
-            tree = self.sources.unpack(step.fetched, work / "src")  # type: ignore[attr-defined]
+            tree = self.sources.unpack(step.fetched, work / "src")
             if step.source.kind == "path":
                 # a local tree is the user's working copy: builds never write into it
                 tree = Path(shutil.copytree(tree, work / "src", symlinks=True, ignore=_UNTRACKED))

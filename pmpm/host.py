@@ -59,6 +59,7 @@ _CLANG_FAMILY = frozenset({"clang", "aocc", "oneapi"})
 #: ``x86_64`` and ``aarch64`` targets, and a recipe choosing SIMD kernels must still see them
 ABI_FEATURES = {"x86_64": ("mmx", "sse", "sse2"), "aarch64": ("asimd", "fp")}
 
+
 @dataclass(frozen=True)
 class Compiler:
     """One compiler as found, identified by running it (its name says little: ``cc`` may be anything)."""

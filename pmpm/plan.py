@@ -38,6 +38,7 @@ class Step:
     decision: str = "new"  # new | up to date | rebuild
     reasons: list[str] = field(default_factory=list)
     where: str | None = None
+    fetched: Any = None  # pmpm.sources.FetchedSource, once the source is identified
 
     @property
     def build_string(self) -> str:
