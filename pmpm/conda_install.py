@@ -61,7 +61,7 @@ def run(opts: Options, say: Say = _print) -> int:
     from pmpm.spec import load_env_file
 
     spec = load_env_file(opts.file)
-    for note in spec.pmpm.notes:
+    for note in [*spec.pmpm.notes, *_not_yet(spec.pmpm)]:
         say(f"note: {note}")
     _refuse_unsupported(spec)
     _refuse_foreign_folder(prefix)
@@ -86,6 +86,23 @@ def run(opts: Options, say: Say = _print) -> int:
             shutil.rmtree(prefix, ignore_errors=True)
         raise
     return 0
+
+
+#: `_pmpm` keys that load and validate but that this version does not act on yet
+_NOT_YET = {
+    "mpi": "MPI provider choices (recipes use the mpicc in PREFIX/bin, else on PATH)",
+    "cache": "binary caches",
+    "modules": "module files",
+    "jupyter_kernel": "Jupyter kernels",
+}
+
+
+def _not_yet(section) -> list[str]:
+    return [
+        f"`_pmpm.{key}` is read but not acted on yet: {what} come in a later pmpm version"
+        for key, what in _NOT_YET.items()
+        if getattr(section, key, None) not in (None, {}, [], False)
+    ]
 
 
 def _refuse_unsupported(spec) -> None:
