@@ -60,3 +60,8 @@ def run_reporting(call) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; the prefix was put back as it was", file=sys.stderr, flush=True)
         return 130
+    except BrokenPipeError:  # output piped into `head` or a closed pager: stop quietly, like cat
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
