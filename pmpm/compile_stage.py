@@ -74,26 +74,15 @@ class ToolContext:
         return self._resolved.get("identity") if self.used else None
 
 
-def _first_line(argv: list[str]) -> str:
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else ""
+def _mpi_values(setting, prefix: Path, say: Say) -> dict[str, str]:
+    """The MPI that ``_pmpm.mpi`` selects, as recipes see it; the choice and its reason are said."""
+    from pmpm.mpi import choose_mpi
 
-
-def _mpi_values(prefix: Path) -> dict[str, str]:
-    search = f"{prefix / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
-    mpicc = shutil.which("mpicc", path=search)
-    if not mpicc:
+    mpi, reason = choose_mpi(setting, prefix=prefix)
+    say(f"MPI: {reason}")
+    if mpi is None:
         return {}
-    values = {"cc": mpicc, "provider": "conda" if mpicc.startswith(str(prefix)) else "external"}
-    for key, tool in (("cxx", "mpicxx"), ("fc", "mpifort"), ("mpiexec", "mpiexec")):
-        found = shutil.which(tool, path=search)
-        if found:
-            values[key] = found
-    values["identity"] = f"{os.path.realpath(mpicc)} {_first_line([mpicc, '--version'])}"
-    return values
+    return {**{k: str(v) for k, v in mpi.as_template().items()}, "identity": mpi.identity()}
 
 
 def _python_values(prefix: Path) -> dict[str, str]:
@@ -130,7 +119,9 @@ class Compiler:
         self.book = RecipeBook(list(self.spec.pmpm.recipes))
         self.sources = SourceCache(conda.cache_dir() / "sources")
         self.mpi = ToolContext(
-            "mpi", lambda: _mpi_values(self.prefix), "install an MPI (conda or the system's)"
+            "mpi",
+            lambda: _mpi_values(self.spec.pmpm.mpi, self.prefix, self.say),
+            "install an MPI (conda's mpich/openmpi, or the system's) or set `_pmpm: {mpi: ...}`",
         )
         self.python = ToolContext(
             "python", lambda: _python_values(self.prefix), "add python to the env file's dependencies"

@@ -90,7 +90,6 @@ def run(opts: Options, say: Say = _print) -> int:
 
 #: `_pmpm` keys that load and validate but that this version does not act on yet
 _NOT_YET = {
-    "mpi": "MPI provider choices (recipes use the mpicc in PREFIX/bin, else on PATH)",
     "cache": "binary caches",
     "modules": "module files",
     "jupyter_kernel": "Jupyter kernels",
