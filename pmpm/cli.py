@@ -144,11 +144,14 @@ def host(
         str, typer.Option("--target", help="An archspec target instead of the host's.")
     ] = "host",
     targets: Annotated[bool, typer.Option("--targets", help="List all known target names.")] = False,
+    prefix: Annotated[
+        Path | None, typer.Option("--prefix", help="Also consider the conda MPI of this environment.")
+    ] = None,
 ) -> None:
-    """The CPU target, its features, the compilers found and the exact flags pmpm would use."""
+    """The CPU target, its features, the compilers and MPIs found, and what pmpm would use."""
     from pmpm import show
 
-    _guard(lambda: show.host_report(target, None, _say, targets=targets))
+    _guard(lambda: show.host_report(target, None, _say, targets=targets, prefix=prefix))
 
 
 def main() -> None:

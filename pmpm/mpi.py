@@ -670,13 +670,17 @@ def _offer(search_path: str, prefix: Path | None) -> str:
     return "; found: " + ", ".join(_label(m) for m in others)
 
 
-def choose_mpi(setting: Any, *, prefix: Path, path: str | None = None) -> tuple[MPI | None, str]:
+def choose_mpi(setting: Any, *, prefix: Path | None, path: str | None = None) -> tuple[MPI | None, str]:
     """The env file's ``_pmpm.mpi`` → the MPI builds use and a sentence saying why, for the log.
 
     A setting that cannot be satisfied is an error naming what was looked for, never a silent
     fallback to another MPI: packages built against the wrong MPI fail only at run time.
     """
     search_path = _search_path(path)
+    if prefix is None:  # no environment yet (`pmpm host`): only the system's MPIs can be chosen
+        if setting not in (None, "external", "none"):
+            raise PmpmError(f"`mpi: {setting}` needs an environment prefix", where=WHERE)
+        return _auto(None, search_path) if setting != "none" else (None, "none")
     prefix = Path(prefix)
     conda_bin = prefix / "bin" / "mpicc"
     if setting is None:
@@ -724,12 +728,12 @@ def _must(wrapper: str, search_path: str, prefix: Path, setting: str) -> MPI:
     return found
 
 
-def _auto(prefix: Path, search_path: str) -> tuple[MPI | None, str]:
+def _auto(prefix: Path | None, search_path: str) -> tuple[MPI | None, str]:
     """No setting: a conda MPI wins (the conda packages were solved against it), then PATH's
     ``mpicc``, then a Cray driver. A broken wrapper in PREFIX/bin is an error rather than a
     reason to use the system's: mixing the two MPIs in one prefix fails at run time."""
     conda = _conda_wrapper(prefix)
-    outside = _without(search_path, prefix / "bin")
+    outside = _without(search_path, prefix / "bin") if prefix is not None else search_path
     on_path = [w for w in _path_wrappers(outside) if os.path.basename(w) in ("mpicc", *CRAY_DRIVERS)]
     external = None
     for wrapper in on_path:
@@ -752,7 +756,8 @@ def _auto(prefix: Path, search_path: str) -> tuple[MPI | None, str]:
             f"auto: conda MPI in PREFIX/bin ({_label(found)}) wins over the one on PATH ({_label(external)})"
         )
     if external is not None:
-        return external, f"auto: mpicc on PATH ({_label(external)}); PREFIX/bin has none"
+        where = "; PREFIX/bin has none" if prefix is not None else ""
+        return external, f"auto: mpicc on PATH ({_label(external)}){where}"
     return None, "auto: no MPI (no mpicc in PREFIX/bin or on PATH); recipes cannot use {{ mpi.* }}"
 
 

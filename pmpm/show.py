@@ -37,8 +37,16 @@ def recipes_show(name: str, folders: list[Path], say: Say) -> int:
     return 0
 
 
-def host_report(target: str, compilers: dict[str, str] | None, say: Say, *, targets: bool = False) -> int:
+def host_report(
+    target: str,
+    compilers: dict[str, str] | None,
+    say: Say,
+    *,
+    targets: bool = False,
+    prefix: Path | None = None,
+) -> int:
     from pmpm.host import detect_host, known_targets
+    from pmpm.mpi import choose_mpi, find_mpis
 
     if targets:
         for name in known_targets():
@@ -47,4 +55,12 @@ def host_report(target: str, compilers: dict[str, str] | None, say: Say, *, targ
     host = detect_host(target, compilers)
     for key, value in host.describe():
         say(f"{key:<12} {value}")
+    mpis = find_mpis(prefix=prefix)
+    for mpi in mpis:
+        for key, value in mpi.describe():
+            say(f"{key:<12} {value}")
+    if not mpis:
+        say(f"{'mpi':<12} none found (no mpicc on PATH{' or in PREFIX/bin' if prefix else ''})")
+    _, why = choose_mpi(None, prefix=prefix)
+    say(f"{'mpi chosen':<12} {why}")
     return 0

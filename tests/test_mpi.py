@@ -433,3 +433,17 @@ def test_split_command_handles_quotes_and_linker_spellings() -> None:
     assert names == ["mpi_gnu_123"] and dirs == ["/opt/cray/pe/mpich/8.1.27/ofi/gnu/12.3/lib"]
     # the probe's own -c and a source file are not the MPI's flags
     assert split_command("gcc -c probe.c -pthread -I/x") == ("gcc", ("-pthread", "-I/x"), ("-pthread",))
+
+
+def test_pmpm_host_lists_the_mpis_and_the_choice():
+    from tests.clihelp import pmpm
+
+    result = pmpm("host")
+    assert result.code == 0, result.text
+    found = [line for line in result.out.splitlines() if line.startswith("mpi ") and "(" in line]
+    on_path = shutil.which("mpicc")
+    if on_path is None:
+        assert "mpi          none found" in result.out
+        return
+    assert found, result.out
+    assert f"auto: mpicc on PATH ({on_path} -> " in result.out
