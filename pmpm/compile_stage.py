@@ -29,16 +29,11 @@ from pmpm.plan import KEY_FORMAT, Step, digest, explain_change, order, recipe_fo
 from pmpm.recipe import RecipeBook
 
 Say = Callable[[str], None]
-BUILD_SUFFIX = "pmpm_"
 _UNTRACKED = shutil.ignore_patterns(".git", "__pycache__", "build", "_build", "*.egg-info")
 
 
 def build_channel() -> Path:
     return conda.cache_dir() / "channel"
-
-
-def is_compiled(record) -> bool:
-    return str(record.build).startswith(BUILD_SUFFIX)
 
 
 class ToolContext:
@@ -390,7 +385,7 @@ def index_build_channel() -> None:
 
 def remove_compiled(prefix: Path, installed: list, wanted: set[str]) -> list[str]:
     """Compiled packages the env file no longer asks for are removed, as conda removes specs."""
-    drop = {r.name.normalized for r in installed if is_compiled(r) and r.name.normalized not in wanted}
+    drop = {r.name.normalized for r in installed if conda.is_compiled(r) and r.name.normalized not in wanted}
     if drop:
         keep = [r for r in installed if r.name.normalized not in drop]
         conda.install(keep, prefix, installed=installed, requested=[])

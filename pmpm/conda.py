@@ -111,6 +111,15 @@ def installed_records(prefix: Path) -> list[PrefixRecord]:
     return records
 
 
+#: build strings of packages pmpm compiled start with this (then the build key)
+BUILD_PREFIX = "pmpm_"
+
+
+def is_compiled(record) -> bool:
+    """A package pmpm built from a recipe: the conda solve neither keeps nor removes it."""
+    return str(record.build).startswith(BUILD_PREFIX)
+
+
 def damaged_packages(prefix: Path, records: Iterable[PrefixRecord]) -> set[str]:
     """Names of installed packages with files missing: what a killed run leaves behind."""
     damaged = set()
@@ -261,31 +270,39 @@ def verify_local_sha256(records: Iterable[RepoDataRecord]) -> None:
     py-rattler trusts local files; a tampered or re-built package in a local channel whose index
     was not refreshed must stop the run before anything is linked.
     """
+    from concurrent.futures import ThreadPoolExecutor
     from urllib.parse import unquote, urlparse
 
-    for record in records:
-        if not record.url.startswith("file://"):
-            continue
-        path = Path(unquote(urlparse(record.url).path))
-        label = f"{record.name.normalized} {record.version} {record.build}"
+    local = [(r, Path(unquote(urlparse(r.url).path))) for r in records if r.url.startswith("file://")]
+    for record, path in local:
         if not path.is_file():
             raise PmpmError(
-                f"package {label} is listed in the channel index but its file is missing: {path}",
+                f"package {_describe(record)} is listed in the channel index but its file is missing: {path}",
                 hint="re-index the channel so its repodata.json matches the files present",
             )
-        if record.sha256 is None:
-            continue
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        if digest.digest() != bytes(record.sha256):
+    checked = [(r, p) for r, p in local if r.sha256 is not None]
+    with ThreadPoolExecutor(max_workers=4) as pool:  # hashlib releases the GIL on large reads
+        digests = list(pool.map(_sha256, [p for _, p in checked]))
+    for (record, path), digest in zip(checked, digests, strict=True):
+        if digest != bytes(record.sha256):
             raise PmpmError(
-                f"sha256 mismatch for package {label}: the channel index says "
-                f"{bytes(record.sha256).hex()}, the file {path} has {digest.hexdigest()}",
+                f"sha256 mismatch for package {_describe(record)}: the channel index says "
+                f"{bytes(record.sha256).hex()}, the file {path} has {digest.hex()}",
                 hint="the file changed after the channel was indexed: re-index the channel "
                 "or restore the original package",
             )
+
+
+def _describe(record) -> str:
+    return f"{record.name.normalized} {record.version} {record.build}"
+
+
+def _sha256(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.digest()
 
 
 def install(

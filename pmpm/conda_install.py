@@ -148,7 +148,6 @@ def _compiler(spec, prefix: Path, opts: Options, say: Say):
 def _solve(spec, prefix: Path, opts: Options, extra: list[str]):
     from pmpm import conda
     from pmpm.channels import resolve_channels, spec_for_solver
-    from pmpm.compile_stage import is_compiled
     from pmpm.errors import located
 
     channels = resolve_channels(spec, alias_override=opts.channel_alias)
@@ -157,7 +156,7 @@ def _solve(spec, prefix: Path, opts: Options, extra: list[str]):
         for d in spec.dependencies
     ]
     installed = conda.installed_records(prefix)
-    conda_installed = [r for r in installed if not is_compiled(r)]
+    conda_installed = [r for r in installed if not conda.is_compiled(r)]
     describe = {d.name: located(spec.path, d.line) for d in spec.dependencies}
     records = conda.solve(
         specs + extra,
@@ -172,11 +171,10 @@ def _solve(spec, prefix: Path, opts: Options, extra: list[str]):
 
 def _dry_run(spec, prefix: Path, opts: Options, say: Say) -> int:
     from pmpm import conda
-    from pmpm.compile_stage import is_compiled
 
     compiler = _compiler(spec, prefix, opts, say)
     _, _, installed, records = _solve(spec, prefix, opts, compiler.conda_specs() if compiler else [])
-    changes = conda.diff([r for r in installed if not is_compiled(r)], records)
+    changes = conda.diff([r for r in installed if not conda.is_compiled(r)], records)
     if changes:
         say(f"dry run: would change {prefix} as follows (nothing was changed):")
         for change in changes:
@@ -192,7 +190,6 @@ def _dry_run(spec, prefix: Path, opts: Options, say: Say) -> int:
 
 def _apply(spec, prefix: Path, opts: Options, want: state.State, say: Say) -> None:
     from pmpm import conda, variables
-    from pmpm.compile_stage import is_compiled
     from pmpm.pip_stage import install_pip
 
     compiler = _compiler(spec, prefix, opts, say)
@@ -205,8 +202,8 @@ def _apply(spec, prefix: Path, opts: Options, want: state.State, say: Say) -> No
     channels, specs, installed, records = _solve(
         spec, prefix, opts, compiler.conda_specs() if compiler else []
     )
-    compiled = {r.name.normalized for r in installed if is_compiled(r)}
-    changes = conda.diff([r for r in installed if not is_compiled(r)], records)
+    compiled = {r.name.normalized for r in installed if conda.is_compiled(r)}
+    changes = conda.diff([r for r in installed if not conda.is_compiled(r)], records)
     damaged = conda.damaged_packages(prefix, installed)
     vars_changed = variables.read(prefix) != spec.variables
     steps = compiler.plan(installed) if compiler and not changes else None
@@ -235,7 +232,7 @@ def _apply(spec, prefix: Path, opts: Options, want: state.State, say: Say) -> No
             )
         variables.write(prefix, spec.variables)
         install_pip(spec, prefix, offline=opts.offline)
-        _compile(compiler, prefix, steps, say)
+        _compile(compiler, prefix, steps, say, compiled)
     except BaseException:
         try:
             journal.restore(prefix)
@@ -244,19 +241,27 @@ def _apply(spec, prefix: Path, opts: Options, want: state.State, say: Say) -> No
         raise
     journal.commit(prefix)
     _finish(prefix, want, channels, compiler)
-    say(f"{prefix} is ready: {len(conda.installed_records(prefix))} packages")
+    built = len(compiler.planned) if compiler else 0
+    say(f"{prefix} is ready: {len(records)} conda packages, {built} compiled")
 
 
-def _compile(compiler, prefix: Path, steps, say: Say) -> None:
-    """Build what changed, then drop compiled packages the env file no longer lists."""
+def _compile(compiler, prefix: Path, steps, say: Say, compiled: set[str] | None = None) -> None:
+    """Build what changed, then drop compiled packages the env file no longer lists.
+
+    ``compiled`` names the compiled packages the prefix held before (None: unknown, read them);
+    with none before and none wanted there is nothing to read back.
+    """
     from pmpm import conda
-    from pmpm.compile_stage import remove_compiled
 
     if compiler is not None:
         if steps is None:
             steps = compiler.plan(conda.installed_records(prefix))
         compiler.run(steps)
     wanted = {s.name for s in steps} if compiler is not None else set()
+    if compiled is not None and compiled <= wanted:
+        return
+    from pmpm.compile_stage import remove_compiled
+
     removed = remove_compiled(prefix, conda.installed_records(prefix), wanted)
     if removed:
         say("removed compiled packages no longer listed: " + ", ".join(removed))

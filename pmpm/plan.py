@@ -42,7 +42,9 @@ class Step:
 
     @property
     def build_string(self) -> str:
-        return f"pmpm_{self.key[:12]}"
+        from pmpm.conda import BUILD_PREFIX
+
+        return f"{BUILD_PREFIX}{self.key[:12]}"
 
     def explain(self) -> str:
         why = f" ({'; '.join(self.reasons)})" if self.reasons else ""
