@@ -17,7 +17,6 @@ import difflib
 import os
 import re
 import shutil
-import subprocess
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from archspec.cpu import Microarchitecture, UnsupportedMicroarchitecture
 
 from pmpm.builders import Flags
 from pmpm.errors import PmpmError
+from pmpm.tools import ask
 
 LANGS = ("cc", "cxx", "fc")
 LANG_NAMES = {"cc": "C", "cxx": "C++", "fc": "Fortran"}
@@ -479,20 +479,8 @@ def _ask(path: str, env: Mapping[str, str]) -> tuple[str, str, str] | None:
 
 
 def _run(argv: list[str], env: Mapping[str, str]) -> tuple[str, str] | None:
-    try:
-        done = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            timeout=VERSION_TIMEOUT,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout, done.stderr
+    asked = ask(argv, env, timeout=VERSION_TIMEOUT)
+    return None if asked is None else (asked[1], asked[2])
 
 
 _V = r"(\d+(?:\.\d+)+)"

@@ -20,13 +20,13 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pmpm.errors import PmpmError
+from pmpm.tools import ask
 
 PROBE_TIMEOUT = 60.0  # seconds; a vendor wrapper may ask a licence server or a module system
 WHERE = "_pmpm.mpi"
@@ -268,20 +268,7 @@ _PROBES: dict[tuple[str, str, int], _Probe | None] = {}
 
 
 def _run(argv: list[str], env: Mapping[str, str]) -> tuple[int, str, str] | None:
-    try:
-        done = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            timeout=PROBE_TIMEOUT,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.returncode, done.stdout, done.stderr
+    return ask(argv, env, timeout=PROBE_TIMEOUT)
 
 
 def _probe(wrapper: str, env: Mapping[str, str]) -> _Probe | None:

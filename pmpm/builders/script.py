@@ -41,4 +41,6 @@ class ScriptBuilder:
             **flag_variables(ctx.flags, keep_empty=True),
         }
         # shell: argv holds the script alone; the executor runs it as ``bash -e -c SCRIPT``.
-        return [Step("script", (ctx.script,), ctx.build_dir, env=env, shell=True)]
+        # the recipe's explicit `script:` is the one place a recipe's text runs in a shell
+        step = Step("script", (ctx.script,), ctx.build_dir, env=env, shell=True)  # shell: recipe script
+        return [step]
