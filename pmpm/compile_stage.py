@@ -319,7 +319,7 @@ class Compiler:
                 script=recipe.script,
                 tests=recipe.test_commands if self.spec.pmpm.tests else [],
                 jobs=self.jobs,
-                python=Path(self._python_exe()) if self._python_exe() else None,
+                python=Path(python) if (python := self._python_exe()) else None,
                 depends=depends,
                 out_dir=build_channel() / conda.host_subdir(),
                 extra={"pmpm": {"key": step.key, "inputs": step.inputs, "origin": recipe.origin}},

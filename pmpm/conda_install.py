@@ -145,16 +145,23 @@ def _compiler(spec, prefix: Path, opts: Options, say: Say):
     return Compiler(spec, prefix, jobs=opts.jobs, offline=opts.offline, say=say, keep_build=opts.keep_build)
 
 
-def _solve(spec, prefix: Path, opts: Options, extra: list[str]):
-    from pmpm import conda
+def _channels_and_specs(spec, opts: Options):
+    """The resolved channels and the specs as the solver (or an external tool) gets them."""
     from pmpm.channels import resolve_channels, spec_for_solver
-    from pmpm.errors import located
 
     channels = resolve_channels(spec, alias_override=opts.channel_alias)
     specs = [
         spec_for_solver(d, alias_override=opts.channel_alias, base_dir=spec.path.parent)
         for d in spec.dependencies
     ]
+    return channels, specs
+
+
+def _solve(spec, prefix: Path, opts: Options, extra: list[str]):
+    from pmpm import conda
+    from pmpm.errors import located
+
+    channels, specs = _channels_and_specs(spec, opts)
     installed = conda.installed_records(prefix)
     conda_installed = [r for r in installed if not conda.is_compiled(r)]
     describe = {d.name: located(spec.path, d.line) for d in spec.dependencies}
@@ -194,7 +201,7 @@ def _apply(spec, prefix: Path, opts: Options, want: state.State, say: Say) -> No
 
     compiler = _compiler(spec, prefix, opts, say)
     if opts.backend != "rattler":
-        channels = _run_backend(spec, prefix, opts, compiler)
+        channels = _run_backend(spec, prefix, opts, compiler, say)
         _finish(prefix, want, channels, compiler)
         say(f"{prefix} is ready ({opts.backend})")
         return
@@ -267,22 +274,18 @@ def _compile(compiler, prefix: Path, steps, say: Say, compiled: set[str] | None 
         say("removed compiled packages no longer listed: " + ", ".join(removed))
 
 
-def _run_backend(spec, prefix: Path, opts: Options, compiler):
+def _run_backend(spec, prefix: Path, opts: Options, compiler, say: Say):
     from pmpm import backends
-    from pmpm.channels import resolve_channels, spec_for_solver
     from pmpm.pip_stage import install_pip
 
-    channels = resolve_channels(spec, alias_override=opts.channel_alias)
-    specs = [
-        spec_for_solver(d, alias_override=opts.channel_alias, base_dir=spec.path.parent)
-        for d in spec.dependencies
-    ] + (compiler.conda_specs() if compiler else [])
+    channels, specs = _channels_and_specs(spec, opts)
+    specs += compiler.conda_specs() if compiler else []
     backends.executable(opts.backend)
     journal.begin(prefix)
     try:
         backends.install_with(opts.backend, spec, prefix, channels, specs, offline=opts.offline)
         install_pip(spec, prefix, offline=opts.offline)
-        _compile(compiler, prefix, None, print)
+        _compile(compiler, prefix, None, say)
     except BaseException:
         journal.restore(prefix)
         raise
