@@ -69,23 +69,28 @@ class ToolContext:
         return self._resolved.get("identity") if self.used else None
 
 
-def _mpi_values(setting, prefix: Path, say: Say) -> dict[str, str]:
-    """The MPI that ``_pmpm.mpi`` selects, as recipes see it; the choice and its reason are said."""
-    from pmpm.mpi import choose_mpi
-
-    mpi, reason = choose_mpi(setting, prefix=prefix)
+def _mpi_values(mpi, reason: str, say: Say) -> dict[str, str]:
+    """The chosen MPI as recipes see it; the choice and its reason are said once, when used."""
     say(f"MPI: {reason}")
     if mpi is None:
         return {}
     return {**{k: str(v) for k, v in mpi.as_template().items()}, "identity": mpi.identity()}
 
 
-def _python_values(prefix: Path) -> dict[str, str]:
-    python = prefix / "bin" / "python"
-    if not python.exists():
+#: where pip puts a package for ``--prefix P`` (the same scheme for conda's and the host's python)
+_SITE = (
+    "import sys, sysconfig; p = sys.argv[1]; "
+    "print(sysconfig.get_path('purelib', 'posix_prefix', {'base': p, 'platbase': p})); "
+    "print(sys.version.split()[0])"
+)
+
+
+def _python_values(python: Path | None, prefix: Path) -> dict[str, str]:
+    if python is None:
         return {}
-    code = "import sys, sysconfig; print(sysconfig.get_path('purelib')); print(sys.version.split()[0])"
-    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False).stdout.split()
+    out = subprocess.run(
+        [python, "-c", _SITE, str(prefix)], capture_output=True, text=True, check=False
+    ).stdout.split()
     if len(out) != 2:
         return {}
     return {
@@ -96,9 +101,40 @@ def _python_values(prefix: Path) -> dict[str, str]:
     }
 
 
+def choose_stack_mpi(setting, *, system: bool, base: Path | None, prefix: Path):
+    """conda_install mode: ``_pmpm.mpi`` against PREFIX (a conda MPI wins when automatic).
+    system_install mode: the host's MPI wins when automatic, the conda stack's only when asked
+    for (``mpi: conda``) or when the host has none."""
+    from pmpm.mpi import WHERE, choose_mpi
+
+    if not system:
+        return choose_mpi(setting, prefix=prefix)
+    if setting == "conda" and base is None:
+        raise PmpmError(
+            "`mpi: conda` but there is no conda stack (`_pmpm: {conda: false}`)",
+            where=WHERE,
+            hint="use the system's MPI (`mpi: external`) or let pmpm create the conda stack",
+        )
+    if setting is None:
+        stacks = {os.path.realpath(p / "bin") for p in (prefix, base) if p is not None}
+        path = os.environ.get("PATH", os.defpath).split(os.pathsep)
+        host_path = os.pathsep.join(p for p in path if p and os.path.realpath(p) not in stacks)
+        mpi, reason = choose_mpi(None, prefix=None, path=host_path)
+        if mpi is None and base is not None:
+            return choose_mpi(None, prefix=base)
+        return mpi, reason.replace("auto:", "auto (system_install):", 1)
+    return choose_mpi(setting, prefix=base or prefix)
+
+
 @dataclass
 class Compiler:
-    """What the stage needs for one run; built once per conda_install."""
+    """What the stage needs for one run; built once per conda_install or system_install.
+
+    ``prefix`` is where compiled packages are installed; ``base`` is the conda stack they build
+    against (conda packages, python). In conda_install mode the two are one prefix and conda's
+    compilers in it come first; in system_install mode (``system=True``) builds use the host's
+    compilers and MPI and ``base`` is a second prefix, or None when there is no conda stack.
+    """
 
     spec: Any
     prefix: Path
@@ -106,23 +142,54 @@ class Compiler:
     offline: bool
     say: Say
     keep_build: bool = False
+    base: Path | None = None
+    system: bool = False
 
     def __post_init__(self) -> None:
         from pmpm.sources import SourceCache
 
+        if not self.system:
+            self.base = self.prefix
         self.jobs = self.jobs or os.cpu_count() or 1
         self.book = RecipeBook(list(self.spec.pmpm.recipes))
         self.sources = SourceCache(conda.cache_dir() / "sources")
         self.mpi = ToolContext(
             "mpi",
-            lambda: _mpi_values(self.spec.pmpm.mpi, self.prefix, self.say),
+            lambda: _mpi_values(*self.choose_mpi(), self.say),
             "install an MPI (conda's mpich/openmpi, or the system's) or set `_pmpm: {mpi: ...}`",
         )
         self.python = ToolContext(
-            "python", lambda: _python_values(self.prefix), "add python to the env file's dependencies"
+            "python",
+            lambda: _python_values(self.python_exe(), self.prefix),
+            "add python to the env file's dependencies"
+            if self.base is not None
+            else "put the site's python3 on PATH (e.g. `module load python`)",
         )
         self._hosts: dict[str, Any] = {}
         self.planned: list[Step] = []
+
+    @cached_property
+    def _prefixes(self) -> list[Path]:
+        """Where builds look for headers and libraries: the compiled stack, then the conda stack."""
+        return [self.prefix] + ([self.base] if self.base not in (None, self.prefix) else [])
+
+    def host_path(self) -> str:
+        """PATH without the environment's own folders: where the host's tools are found."""
+        drop = {os.path.realpath(p / "bin") for p in self._prefixes}
+        path = os.environ.get("PATH", os.defpath).split(os.pathsep)
+        return os.pathsep.join(p for p in path if p and os.path.realpath(p) not in drop)
+
+    def choose_mpi(self):
+        return choose_stack_mpi(self.spec.pmpm.mpi, system=self.system, base=self.base, prefix=self.prefix)
+
+    def python_exe(self) -> Path | None:
+        """The interpreter compiled Python packages are built for: the conda stack's, or in
+        system_install mode without one, the host's ``python3`` on PATH."""
+        if self.base is not None:
+            python = self.base / "bin" / "python"
+            return python if python.exists() else None
+        found = shutil.which("python3", path=self.host_path())
+        return Path(found) if found else None
 
     # ---------------------------------------------------------------- host and flags
 
@@ -130,23 +197,29 @@ class Compiler:
         if target not in self._hosts:
             from pmpm.host import detect_host
 
-            self._hosts[target] = detect_host(target, self.spec.pmpm.compilers or None)
+            self._hosts[target] = detect_host(
+                target,
+                self.spec.pmpm.compilers or None,
+                path=self.host_path(),
+                conda_bin=None if self.system else self.prefix / "bin",
+            )
         return self._hosts[target]
 
     def flags(self, host) -> Flags:
         base = host.flags()
-        lib = self.prefix / "lib"
+        libs = [p / "lib" for p in self._prefixes]
         return Flags(
             cflags=base.cflags,
             cxxflags=base.cxxflags,
             fflags=base.fflags,
-            ldflags=f"-L{lib} -Wl,-rpath,{lib}",
-            cppflags=f"-I{self.prefix / 'include'}",
+            ldflags=" ".join(f"-L{lib} -Wl,-rpath,{lib}" for lib in libs),
+            cppflags=" ".join(f"-I{p / 'include'}" for p in self._prefixes),
         )
 
     def context(self, host, flags: Flags) -> dict[str, Any]:
         return {
             "prefix": str(self.prefix),
+            "conda_prefix": str(self.base) if self.base is not None else "",
             "flags": asdict(flags),
             "target": host.as_template(),
             "compilers": {k: c.path for k, c in host.compilers.items()},
@@ -157,9 +230,17 @@ class Compiler:
 
     def build_env(self, host, flags: Flags, recipe_env: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)
-        # the prefix's tools first; build tools installed beside pmpm (meson, ninja, cmake from
-        # PyPI) last, so a pipx-installed pmpm can build meson projects
-        path = [str(self.prefix / "bin"), env.get("PATH", ""), str(Path(sys.executable).parent)]
+        # the prefix's tools first (in system_install mode: the compiled stack's, then the host's,
+        # then the conda stack's); build tools installed beside pmpm (meson, ninja, cmake from
+        # PyPI) last, so a pipx-installed pmpm can build meson projects. `python` is always the
+        # interpreter packages are built for (a folder with that one link comes first).
+        python = self.python_exe()
+        shims = [str(self._python_shim(python))] if python is not None else []
+        if self.system:
+            stacks = [str(p / "bin") for p in self._prefixes]
+            path = [*shims, stacks[0], self.host_path(), *stacks[1:], str(Path(sys.executable).parent)]
+        else:
+            path = [*shims, str(self.prefix / "bin"), env.get("PATH", ""), str(Path(sys.executable).parent)]
         env["PATH"] = os.pathsep.join(p for p in path if p)
         for var, lang in (("CC", "cc"), ("CXX", "cxx"), ("FC", "fc"), ("F77", "fc")):
             if lang in host.compilers:
@@ -172,13 +253,22 @@ class Compiler:
             CPPFLAGS=flags.cppflags,
             LDFLAGS=flags.ldflags,
             PKG_CONFIG_PATH=os.pathsep.join(
-                [str(self.prefix / "lib" / "pkgconfig"), str(self.prefix / "share" / "pkgconfig")]
+                str(p / sub / "pkgconfig") for p in self._prefixes for sub in ("lib", "share")
             ),
-            CMAKE_PREFIX_PATH=str(self.prefix),
+            CMAKE_PREFIX_PATH=os.pathsep.join(str(p) for p in self._prefixes),
             CPU_COUNT=str(self.jobs),
         )
         env.update(recipe_env)
         return env
+
+    def _python_shim(self, python: Path) -> Path:
+        shim = conda.cache_dir() / "python-shims" / digest({"python": str(python)})[:12]
+        link = shim / "python"
+        if not link.is_symlink() or os.readlink(link) != str(python):
+            shim.mkdir(parents=True, exist_ok=True)
+            link.unlink(missing_ok=True)
+            link.symlink_to(python)
+        return shim
 
     # ---------------------------------------------------------------- planning
 
@@ -223,6 +313,10 @@ class Compiler:
 
         names = order(self._requests(), self.book, lambda n: prepare(n)[0].requires_recipes)
         by_name = {r.name.normalized: r for r in installed}
+        conda_side = by_name
+        if self.system:
+            stack = conda.installed_records(self.base) if self.base is not None else []
+            conda_side = {r.name.normalized: r for r in stack}
         steps: dict[str, Step] = {}
         for name in names:
             recipe, options, host, flags, target, where, tools = prepare(name)
@@ -233,14 +327,20 @@ class Compiler:
             conda_deps = {}
             for requirement in recipe.requires_conda:
                 dep = requirement.split()[0].split("=")[0].split("<")[0].split(">")[0]
-                record = by_name.get(dep)
-                conda_deps[dep] = f"{record.version}-{record.build}" if record else "not installed yet"
+                record = conda_side.get(dep)
+                if record is not None:
+                    conda_deps[dep] = f"{record.version}-{record.build}"
+                else:
+                    conda_deps[dep] = "from the host" if self.base is None else "not installed yet"
             inputs = {
                 "format": KEY_FORMAT,
                 "recipe": digest({"recipe": recipe.canonical()}),
                 "source": fetched.identity,
                 "flags": asdict(flags),
-                "compilers": {k: c.version_string + " " + c.path for k, c in sorted(host.compilers.items())},
+                "compilers": {
+                    k: f"{c.vendor} {c.version} {c.path} ({c.version_string})"
+                    for k, c in sorted(host.compilers.items())
+                },
                 "target": host.target,
                 "options": options,
                 "prefix": str(self.prefix),
@@ -270,8 +370,8 @@ class Compiler:
         return self.planned
 
     def _python_exe(self) -> str | None:
-        python = self.prefix / "bin" / "python"
-        return str(python) if python.exists() else None
+        python = self.python_exe()
+        return str(python) if python is not None else None
 
     # ---------------------------------------------------------------- building
 
@@ -339,7 +439,9 @@ class Compiler:
     def _depends(self, step: Step, installed: list) -> list[str]:
         by_name = {r.name.normalized: r for r in installed}
         depends = []
-        for dep in [*step.inputs["conda"], *step.inputs["recipes"]]:
+        # a package depends on what the installer can see in the same prefix: in system_install
+        # mode the conda stack is another prefix, and its packages are recorded in the inputs
+        for dep in [*([] if self.system else step.inputs["conda"]), *step.inputs["recipes"]]:
             record = by_name.get(dep)
             if record is not None:
                 depends.append(f"{dep} =={record.version} {record.build}")

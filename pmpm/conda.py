@@ -205,6 +205,7 @@ def solve(
     locked: Sequence[RepoDataRecord] = (),
     offline: bool = False,
     describe: dict[str, str] | None = None,
+    constraints: Sequence[str] = (),
 ) -> list[RepoDataRecord]:
     """Solve ``specs`` against ``channels``; ``locked`` records are preferred (kept if possible).
 
@@ -224,6 +225,7 @@ def solve(
             platforms=[subdir, "noarch"],
             locked_packages=list(locked),
             virtual_packages=detect_virtual_packages(),
+            constraints=list(constraints) or None,
         )
 
     try:

@@ -44,7 +44,18 @@ def _print(text: str) -> None:
 
 
 def run(opts: Options, say: Say = _print) -> int:
-    prefix = opts.prefix.expanduser().absolute()
+    from pmpm.layout import conda_layout
+
+    return install(conda_layout(opts.prefix), opts, say)
+
+
+def install(layout, opts: Options, say: Say = _print, *, choose_layout=None) -> int:
+    """Make ``layout``'s stacks what the env file asks for (both commands end up here).
+
+    ``choose_layout(spec)`` lets system_install decide the stacks from the env file's ``_pmpm``
+    keys once it is parsed; the no-op check runs before that, on the layout as last written.
+    """
+    prefix = layout.compile  # pmpm's state and the no-op check live with the compiled stack
     try:
         env_bytes = opts.file.read_bytes()
     except OSError as exc:
@@ -53,9 +64,9 @@ def run(opts: Options, say: Say = _print) -> int:
             where=str(opts.file),
             hint="check the path given with --file",
         ) from None
-    want = state.expected(env_bytes, opts.fingerprint())
-    if not (opts.dry_run or opts.update) and state.up_to_date(prefix, want):
-        say(f"{prefix} is up to date with {opts.file}")
+    want = state.expected(env_bytes, {**opts.fingerprint(), **_layout_fingerprint(layout)})
+    if not (opts.dry_run or opts.update) and state.up_to_date(prefix, want, layout.prefixes):
+        say(f"{layout.root} is up to date with {opts.file}")
         return 0
 
     from pmpm.spec import load_env_file
@@ -64,28 +75,45 @@ def run(opts: Options, say: Say = _print) -> int:
     for note in [*spec.pmpm.notes, *_not_yet(spec.pmpm)]:
         say(f"note: {note}")
     _refuse_unsupported(spec)
-    _refuse_foreign_folder(prefix)
+    if choose_layout is not None:
+        layout = choose_layout(spec)
+        prefix = layout.compile
+        want.options = {**want.options, **_layout_fingerprint(layout)}
+    for stack in layout.prefixes:
+        _refuse_foreign_folder(stack)
 
     if opts.dry_run:
-        return _dry_run(spec, prefix, opts, say)
+        return _dry_run(spec, layout, opts, say)
+
+    from contextlib import ExitStack
 
     from pmpm.prefix_lock import prefix_lock
 
-    created = not prefix.exists()
+    created = [p for p in (layout.root, *layout.prefixes) if not p.exists()]
     try:
-        with prefix_lock(prefix, on_wait=say):
-            if journal.pending(prefix):
-                say(f"repairing {prefix}: a previous pmpm run was interrupted")
-                journal.restore(prefix)
-            if state.up_to_date(prefix, want) and not opts.update:
-                say(f"{prefix} is up to date with {opts.file}")
+        with ExitStack() as locks:
+            for stack in layout.prefixes:
+                locks.enter_context(prefix_lock(stack, on_wait=say))
+            for stack in layout.prefixes:
+                if journal.pending(stack):
+                    say(f"repairing {stack}: a previous pmpm run was interrupted")
+                    journal.restore(stack)
+            if state.up_to_date(prefix, want, layout.prefixes) and not opts.update:
+                say(f"{layout.root} is up to date with {opts.file}")
                 return 0
-            _apply(spec, prefix, opts, want, say)
+            _apply(spec, layout, opts, want, say)
     except BaseException:
-        if created and _only_pmpm_left(prefix):
-            shutil.rmtree(prefix, ignore_errors=True)
+        for folder in reversed(created):
+            if _only_pmpm_left(folder):
+                shutil.rmtree(folder, ignore_errors=True)
         raise
     return 0
+
+
+def _layout_fingerprint(layout) -> dict[str, str]:
+    if layout.kind == "conda":
+        return {}
+    return {"layout": layout.kind, "conda_prefix": str(layout.conda), "compile_prefix": str(layout.compile)}
 
 
 #: `_pmpm` keys that load and validate but that this version does not act on yet
@@ -127,22 +155,53 @@ def _refuse_foreign_folder(prefix: Path) -> None:
 
 
 def _only_pmpm_left(prefix: Path) -> bool:
-    """After a failed first run: is all that is left pmpm's own lock folder?"""
+    """After a failed first run: is all that is left pmpm's own lock folders?"""
     if not prefix.is_dir():
         return False
     for root, _dirs, files in os.walk(prefix):
         rel = os.path.relpath(root, prefix)
-        if files and rel != str(journal.PMPM_DIR):
+        if files and not (rel == str(journal.PMPM_DIR) or rel.endswith(os.sep + str(journal.PMPM_DIR))):
             return False
     return True
 
 
-def _compiler(spec, prefix: Path, opts: Options, say: Say):
+def _compiler(spec, layout, opts: Options, say: Say):
     if not spec.pmpm.packages:
         return None
     from pmpm.compile_stage import Compiler
 
-    return Compiler(spec, prefix, jobs=opts.jobs, offline=opts.offline, say=say, keep_build=opts.keep_build)
+    return Compiler(
+        spec,
+        layout.compile,
+        jobs=opts.jobs,
+        offline=opts.offline,
+        say=say,
+        keep_build=opts.keep_build,
+        base=layout.conda,
+        system=layout.kind == "system",
+    )
+
+
+def _external_mpi(spec, layout, compiler):
+    """The external MPI the conda stack must not duplicate, or None.
+
+    Only decided before the solve when it does not depend on it: an explicit external setting,
+    or system_install's automatic choice (the host's MPI); in conda_install mode an automatic
+    choice prefers a conda MPI, so the solve is not constrained.
+    """
+    setting = spec.pmpm.mpi
+    explicit = setting == "external" or (isinstance(setting, dict) and set(setting) & {"external", "module"})
+    if not explicit and not (layout.kind == "system" and setting is None):
+        return None
+    if compiler is not None:
+        mpi, _ = compiler.choose_mpi()
+    else:
+        from pmpm.compile_stage import choose_stack_mpi
+
+        mpi, _ = choose_stack_mpi(
+            setting, system=layout.kind == "system", base=layout.conda, prefix=layout.compile
+        )
+    return mpi if mpi is not None and mpi.provider == "external" else None
 
 
 def _channels_and_specs(spec, opts: Options):
@@ -157,12 +216,23 @@ def _channels_and_specs(spec, opts: Options):
     return channels, specs
 
 
-def _solve(spec, prefix: Path, opts: Options, extra: list[str]):
+def _solve(spec, layout, opts: Options, compiler, say: Say):
+    """Solve the conda stack; (channels, specs, its installed records, the solution)."""
     from pmpm import conda
     from pmpm.errors import located
+    from pmpm.mpi import check_conda_mpi, conda_constraints
 
+    if layout.conda is None:
+        if spec.dependencies:
+            say("note: `_pmpm: {conda: false}`: the env file's conda dependencies are not installed")
+        return [], [], [], []
     channels, specs = _channels_and_specs(spec, opts)
-    installed = conda.installed_records(prefix)
+    extra = compiler.conda_specs() if compiler else []
+    mpi = _external_mpi(spec, layout, compiler)
+    constraints = conda_constraints(mpi)
+    if constraints:
+        say(f"conda packages that need MPI get the system's {mpi.vendor}: {', '.join(constraints)}")
+    installed = conda.installed_records(layout.conda)
     conda_installed = [r for r in installed if not conda.is_compiled(r)]
     describe = {d.name: located(spec.path, d.line) for d in spec.dependencies}
     records = conda.solve(
@@ -172,48 +242,60 @@ def _solve(spec, prefix: Path, opts: Options, extra: list[str]):
         locked=[] if opts.update else conda_installed,
         offline=opts.offline,
         describe=describe,
+        constraints=constraints,
     )
+    check_conda_mpi(records, mpi)
     return channels, specs, installed, records
 
 
-def _dry_run(spec, prefix: Path, opts: Options, say: Say) -> int:
+def _dry_run(spec, layout, opts: Options, say: Say) -> int:
     from pmpm import conda
 
-    compiler = _compiler(spec, prefix, opts, say)
-    _, _, installed, records = _solve(spec, prefix, opts, compiler.conda_specs() if compiler else [])
+    compiler = _compiler(spec, layout, opts, say)
+    _, _, installed, records = _solve(spec, layout, opts, compiler, say)
     changes = conda.diff([r for r in installed if not conda.is_compiled(r)], records)
+    where = layout.conda or layout.root
     if changes:
-        say(f"dry run: would change {prefix} as follows (nothing was changed):")
+        say(f"dry run: would change {where} as follows (nothing was changed):")
         for change in changes:
             say(str(change))
-    else:
-        say(f"dry run: {prefix} already has these {len(records)} conda packages; nothing to change")
+    elif layout.conda is not None:
+        say(f"dry run: {where} already has these {len(records)} conda packages; nothing to change")
     if compiler:
-        say("compiled packages:")
-        for step in compiler.plan(installed):
+        say("compiled packages" + (f" (into {layout.compile}):" if layout.kind == "system" else ":"))
+        for step in compiler.plan(_compiled_side(layout, installed)):
             say(f"  {step.explain()}")
     return 0
 
 
-def _apply(spec, prefix: Path, opts: Options, want: state.State, say: Say) -> None:
+def _compiled_side(layout, installed: list) -> list:
+    """The records of the compiled stack (the same list when it shares the conda prefix)."""
+    if layout.compile == layout.conda:
+        return installed
+    from pmpm import conda
+
+    return conda.installed_records(layout.compile)
+
+
+def _apply(spec, layout, opts: Options, want: state.State, say: Say) -> None:
     from pmpm import conda, variables
     from pmpm.pip_stage import install_pip
 
-    compiler = _compiler(spec, prefix, opts, say)
+    compiler = _compiler(spec, layout, opts, say)
     if opts.backend != "rattler":
-        channels = _run_backend(spec, prefix, opts, compiler, say)
-        _finish(prefix, want, channels, compiler)
-        say(f"{prefix} is ready ({opts.backend})")
+        channels = _run_backend(spec, layout, opts, compiler, say)
+        _finish(layout, want, channels, compiler)
+        say(f"{layout.root} is ready ({opts.backend})")
         return
 
-    channels, specs, installed, records = _solve(
-        spec, prefix, opts, compiler.conda_specs() if compiler else []
-    )
-    compiled = {r.name.normalized for r in installed if conda.is_compiled(r)}
+    channels, specs, installed, records = _solve(spec, layout, opts, compiler, say)
+    compiled_side = _compiled_side(layout, installed)
+    compiled = {r.name.normalized for r in compiled_side if conda.is_compiled(r)}
     changes = conda.diff([r for r in installed if not conda.is_compiled(r)], records)
-    damaged = conda.damaged_packages(prefix, installed)
-    vars_changed = variables.read(prefix) != spec.variables
-    steps = compiler.plan(installed) if compiler and not changes else None
+    damaged = conda.damaged_packages(layout.conda, installed) if layout.conda is not None else set()
+    vars_prefix = layout.conda or layout.compile
+    vars_changed = variables.read(vars_prefix) != spec.variables
+    steps = compiler.plan(compiled_side) if compiler and not changes else None
     wanted = {s.name for s in steps} if steps is not None else None
     idle = steps is not None and all(s.decision == "up to date" for s in steps)
     if (
@@ -221,8 +303,8 @@ def _apply(spec, prefix: Path, opts: Options, want: state.State, say: Say) -> No
         and (compiler is None or idle)
         and (compiled <= (wanted or set()))
     ):
-        _finish(prefix, want, channels, compiler)
-        say(f"{prefix} already has what {opts.file} asks for ({len(records) + len(compiled)} packages)")
+        _finish(layout, want, channels, compiler)
+        say(f"{layout.root} already has what {opts.file} asks for ({len(records) + len(compiled)} packages)")
         return
 
     keep = {r.url for r in installed if r.name.normalized not in damaged}
@@ -231,25 +313,47 @@ def _apply(spec, prefix: Path, opts: Options, want: state.State, say: Say) -> No
         say(str(change))
     if damaged:
         say("relinking damaged packages: " + ", ".join(sorted(damaged)))
-    journal.begin(prefix)
+    for stack in layout.prefixes:
+        journal.begin(stack)
     try:
         if changes or damaged:
+            ignored = compiled if layout.conda == layout.compile else set()
             conda.install(
-                records, prefix, installed=installed, requested=specs, reinstall=damaged, ignored=compiled
+                records,
+                layout.conda,
+                installed=installed,
+                requested=specs,
+                reinstall=damaged,
+                ignored=ignored,
             )
-        variables.write(prefix, spec.variables)
-        install_pip(spec, prefix, offline=opts.offline)
-        _compile(compiler, prefix, steps, say, compiled)
+        variables.write(vars_prefix, spec.variables)
+        if spec.pip:
+            _require_conda_stack(spec, layout, "pip: entries")
+            install_pip(spec, layout.conda, offline=opts.offline)
+        _compile(compiler, layout.compile, steps, say, compiled)
     except BaseException:
-        try:
-            journal.restore(prefix)
-        except PmpmError as exc:
-            say(f"could not put {prefix} back as it was: {exc}")
+        for stack in layout.prefixes:
+            try:
+                journal.restore(stack)
+            except PmpmError as exc:
+                say(f"could not put {stack} back as it was: {exc}")
         raise
-    journal.commit(prefix)
-    _finish(prefix, want, channels, compiler)
+    for stack in layout.prefixes:
+        journal.commit(stack)
+    _finish(layout, want, channels, compiler)
     built = len(compiler.planned) if compiler else 0
-    say(f"{prefix} is ready: {len(records)} conda packages, {built} compiled")
+    say(f"{layout.root} is ready: {len(records)} conda packages, {built} compiled")
+
+
+def _require_conda_stack(spec, layout, what: str) -> None:
+    if layout.conda is None:
+        from pmpm.errors import located
+
+        raise PmpmError(
+            f"{what} need the conda stack's python, but `_pmpm: {{conda: false}}` leaves it out",
+            where=located(spec.path, spec.pip_line),
+            hint="remove `conda: false`, or install these with the site's pip",
+        )
 
 
 def _compile(compiler, prefix: Path, steps, say: Say, compiled: set[str] | None = None) -> None:
@@ -274,28 +378,35 @@ def _compile(compiler, prefix: Path, steps, say: Say, compiled: set[str] | None 
         say("removed compiled packages no longer listed: " + ", ".join(removed))
 
 
-def _run_backend(spec, prefix: Path, opts: Options, compiler, say: Say):
+def _run_backend(spec, layout, opts: Options, compiler, say: Say):
     from pmpm import backends
     from pmpm.pip_stage import install_pip
 
     channels, specs = _channels_and_specs(spec, opts)
     specs += compiler.conda_specs() if compiler else []
     backends.executable(opts.backend)
-    journal.begin(prefix)
+    _require_conda_stack(spec, layout, f"`--backend {opts.backend}`")
+    for stack in layout.prefixes:
+        journal.begin(stack)
     try:
-        backends.install_with(opts.backend, spec, prefix, channels, specs, offline=opts.offline)
-        install_pip(spec, prefix, offline=opts.offline)
-        _compile(compiler, prefix, None, say)
+        backends.install_with(opts.backend, spec, layout.conda, channels, specs, offline=opts.offline)
+        install_pip(spec, layout.conda, offline=opts.offline)
+        _compile(compiler, layout.compile, None, say)
     except BaseException:
-        journal.restore(prefix)
+        for stack in layout.prefixes:
+            journal.restore(stack)
         raise
-    journal.commit(prefix)
+    for stack in layout.prefixes:
+        journal.commit(stack)
     return channels
 
 
-def _finish(prefix: Path, want: state.State, channels, compiler=None) -> None:
+def _finish(layout, want: state.State, channels, compiler=None) -> None:
     """Record what made this result so that an identical next run is a no-op."""
+    from pmpm import layout as layouts
     from pmpm.conda import host_subdir
+
+    layouts.write(layout)
 
     watched = []
     for channel in channels:
@@ -306,5 +417,5 @@ def _finish(prefix: Path, want: state.State, channels, compiler=None) -> None:
         watched += compiler.watched_files()
         want.volatile = compiler.has_local_sources()
     state.watch(want, watched)
-    want.records = state.records_digest(prefix)
-    want.save(prefix)
+    want.records = state.records_digest(*layout.prefixes)
+    want.save(layout.compile)

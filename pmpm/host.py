@@ -20,6 +20,7 @@ import shutil
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import archspec.cpu
 from archspec.cpu import Microarchitecture, UnsupportedMicroarchitecture
@@ -42,6 +43,14 @@ SEARCH = {
 #: On a Cray the C++ and Fortran wrappers must go with the C wrapper; ``CC`` is searched only then
 #: because on a case-insensitive file system ``CC`` is the C compiler.
 CRAY_SEARCH = {"cxx": ("CC",), "fc": ("ftn",)}
+#: conda's compiler packages (conda-forge's ``gcc_linux-64``, ``clang_osx-arm64``...) install
+#: drivers named after their target triplet, and the plain ``gcc`` packages add ``gcc``; in
+#: conda_install mode these are searched in PREFIX/bin before the host's PATH.
+CONDA_SEARCH = {
+    "cc": ("*-conda*-linux-gnu-cc", "*-conda*-linux-gnu-gcc", "*-apple-darwin*-clang", "gcc", "clang"),
+    "cxx": ("*-conda*-linux-gnu-c++", "*-conda*-linux-gnu-g++", "*-apple-darwin*-clang++", "g++", "clang++"),
+    "fc": ("*-conda*-linux-gnu-gfortran", "gfortran", "flang-new", "flang"),
+}
 
 ALLOW_FOREIGN = "PMPM_ALLOW_FOREIGN_TARGET"
 VERSION_TIMEOUT = 60.0  # seconds; licensed compilers may ask a licence server before answering
@@ -342,9 +351,14 @@ def find_compilers(
     *,
     path: str | None = None,
     env: Mapping[str, str] | None = None,
+    conda_bin: Path | None = None,
 ) -> dict[str, Compiler]:
     """The compilers builds use: named ones (a name looked up on PATH, or a path) must work;
-    otherwise the first working candidate on PATH per language, and a language may have none."""
+    otherwise the first working candidate per language, and a language may have none.
+
+    ``conda_bin`` (an environment's ``bin``) is searched first, for conda's compiler packages:
+    an env that installs them asks for them, as conda-build's ``{{ compiler('c') }}`` does.
+    """
     env = os.environ if env is None else env
     search_path = path if path is not None else env.get("PATH", os.defpath)
     explicit = dict(explicit or {})
@@ -361,6 +375,10 @@ def find_compilers(
     for lang in LANGS:
         if lang in found:
             continue
+        conda = _in_conda_bin(lang, conda_bin, env) if conda_bin is not None else None
+        if conda is not None:
+            found[lang] = conda
+            continue
         if lang == "cc":
             candidates = SEARCH[lang]
         else:
@@ -375,6 +393,16 @@ def find_compilers(
                 cray = cray or _is_cray(compiler)
                 break
     return found
+
+
+def _in_conda_bin(lang: str, conda_bin: Path, env: Mapping[str, str]) -> Compiler | None:
+    for pattern in CONDA_SEARCH[lang]:
+        for hit in sorted(Path(conda_bin).glob(pattern)):
+            if os.access(hit, os.X_OK):
+                compiler = _identify(lang, str(hit), env)
+                if compiler is not None:
+                    return compiler
+    return None
 
 
 def _explicit(lang: str, name: str, search_path: str, env: Mapping[str, str]) -> Compiler:
@@ -539,13 +567,16 @@ def detect_host(
     compilers: Mapping[str, str] | None = None,
     *,
     env: Mapping[str, str] | None = None,
+    path: str | None = None,
+    conda_bin: Path | None = None,
 ) -> HostProfile:
     """The profile one run builds with.
 
     ``target`` is ``host`` or any archspec name; one this machine cannot run is refused unless
     ``env`` (default: the process environment) sets ``PMPM_ALLOW_FOREIGN_TARGET=1``, which is
     how a login node builds for compute nodes of another generation or vendor. ``compilers``
-    names compilers per language (``{"cc": "/opt/gcc-13/bin/gcc"}``); the rest come from PATH.
+    names compilers per language (``{"cc": "/opt/gcc-13/bin/gcc"}``); the rest come from
+    ``conda_bin`` (conda's compiler packages, conda_install mode), then ``path`` (default: PATH).
     Flags are not computed here: ``pmpm host`` must still describe a machine whose compiler is
     too old for the target, and only builds need the flags.
     """
@@ -559,5 +590,5 @@ def detect_host(
         family=uarch.family.name,
         features=tuple(sorted(set(uarch.features) | set(ABI_FEATURES.get(uarch.family.name, ())))),
         detected=host.name,
-        compilers=find_compilers(compilers, env=env),
+        compilers=find_compilers(compilers, env=env, path=path, conda_bin=conda_bin),
     )

@@ -814,3 +814,53 @@ def _without(search_path: str, folder: Path) -> str:
     prefix is activated."""
     drop = os.path.realpath(folder)
     return os.pathsep.join(p for p in search_path.split(os.pathsep) if p and os.path.realpath(p) != drop)
+
+
+# -- the conda side of an external MPI ------------------------------------------------------------
+
+#: The conda-forge MPI package whose ABI an MPI provides. conda-forge publishes an ``external``
+#: build of each (``mpich 4.x external_*``, ``openmpi 4.x external_*``): an empty package that
+#: satisfies the dependency of every conda package built against that MPI, so the solver installs
+#: no second MPI and those packages load the system's ``libmpi`` at run time. Intel MPI, Cray MPICH
+#: and MVAPICH keep the MPICH ABI.
+CONDA_MPI = {
+    "Open MPI": "openmpi",
+    "MPICH": "mpich",
+    "Intel MPI": "mpich",
+    "Cray MPICH": "mpich",
+    "MVAPICH": "mpich",
+}
+
+
+def conda_constraints(mpi: MPI | None) -> list[str]:
+    """Solver constraints that make conda packages needing MPI take the ``external`` build of
+    the chosen external MPI's family (constraints, not specs: nothing is installed unless a
+    package needs it)."""
+    if mpi is None or mpi.provider != "external" or mpi.vendor not in CONDA_MPI:
+        return []
+    return [f"{CONDA_MPI[mpi.vendor]} * external_*"]
+
+
+def check_conda_mpi(records: list, mpi: MPI | None) -> None:
+    """After the solve: refuse a conda MPI beside the chosen external one. A package built
+    against the other MPI family would load a second ``libmpi`` and fail at run time."""
+    if mpi is None or mpi.provider != "external":
+        return
+    own = CONDA_MPI.get(mpi.vendor)
+    for record in records:
+        name = record.name.normalized
+        if name not in set(CONDA_MPI.values()) or (name == own and str(record.build).startswith("external")):
+            continue
+        needers = sorted(r.name.normalized for r in records if any(d.split()[0] == name for d in r.depends))
+        by = f"{', '.join(needers)} need" if needers else "the env file asks for"
+        raise PmpmError(
+            f"{by} conda's {name} {record.version} ({record.build}), but compiled packages use "
+            f"the system's {mpi.vendor} {mpi.version} ({mpi.mpicc}): two MPIs in one environment",
+            where=WHERE,
+            hint=(
+                f"ask for the {own} builds of those packages (e.g. `h5py=*=mpi_{own}_*`) so they use "
+                f"the system's MPI through conda-forge's `{own}=*=external_*`"
+                if own
+                else "use a conda MPI for everything (`mpi: conda`) or none in the conda stack"
+            ),
+        )

@@ -12,6 +12,7 @@ This module must stay cheap to import: it is on the no-op path.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -33,13 +34,14 @@ def _stat_key(path: str) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns]
 
 
-def records_digest(prefix: Path) -> str:
-    """Which package records the prefix holds (names only: cheap, and any change renames)."""
-    try:
-        names = sorted(n for n in os.listdir(prefix / "conda-meta") if n.endswith(".json"))
-    except OSError:
-        names = []
-    return hashlib.sha256("\n".join(names).encode()).hexdigest()
+def records_digest(*prefixes: Path) -> str:
+    """Which package records the prefixes hold (names only: cheap, and any change renames)."""
+    names: list[str] = []
+    for prefix in prefixes:
+        with contextlib.suppress(OSError):
+            names += sorted(n for n in os.listdir(prefix / "conda-meta") if n.endswith(".json"))
+        names.append("--")
+    return hashlib.sha256("\n".join(names[:-1]).encode()).hexdigest()
 
 
 def overrides() -> dict[str, str]:
@@ -70,7 +72,9 @@ def watch(state: State, files: list[Path]) -> None:
     state.watched = {str(f): _stat_key(str(f)) for f in files}
 
 
-def up_to_date(prefix: Path, want: State) -> bool:
+def up_to_date(prefix: Path, want: State, stacks: list[Path] | None = None) -> bool:
+    """``stacks``: every prefix of the environment (default: ``prefix`` alone)."""
+    stacks = stacks or [prefix]
     path = pmpm_dir(prefix) / "state.json"
     try:
         stored = json.loads(path.read_text())
@@ -80,8 +84,8 @@ def up_to_date(prefix: Path, want: State) -> bool:
         return False
     if stored.get("env_sha256") != want.env_sha256 or stored.get("options") != want.options:
         return False
-    if pending(prefix) or stored.get("volatile"):
+    if any(pending(p) for p in stacks) or stored.get("volatile"):
         return False
     if any(_stat_key(f) != key for f, key in stored.get("watched", {}).items()):
         return False
-    return stored.get("records") == records_digest(prefix)
+    return stored.get("records") == records_digest(*stacks)
