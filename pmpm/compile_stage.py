@@ -27,6 +27,7 @@ from pmpm.fsutil import atomic_write_text
 from pmpm.journal import pmpm_dir
 from pmpm.plan import KEY_FORMAT, Step, digest, explain_change, order, recipe_for, stored_inputs
 from pmpm.recipe import RecipeBook
+from pmpm.record import build_details  # the record's view of a build, kept beside its key
 
 Say = Callable[[str], None]
 _UNTRACKED = shutil.ignore_patterns(".git", "__pycache__", "build", "_build", "*.egg-info")
@@ -68,6 +69,9 @@ class ToolContext:
     def identity(self) -> str | None:
         return self._resolved.get("identity") if self.used else None
 
+    def forget(self) -> None:
+        self.__dict__.pop("_resolved", None)
+
 
 def _mpi_values(mpi, reason: str, say: Say) -> dict[str, str]:
     """The chosen MPI as recipes see it; the choice and its reason are said once, when used."""
@@ -105,16 +109,10 @@ def choose_stack_mpi(setting, *, system: bool, base: Path | None, prefix: Path):
     """conda_install mode: ``_pmpm.mpi`` against PREFIX (a conda MPI wins when automatic).
     system_install mode: the host's MPI wins when automatic, the conda stack's only when asked
     for (``mpi: conda``) or when the host has none."""
-    from pmpm.mpi import WHERE, choose_mpi
+    from pmpm.mpi import choose_mpi
 
     if not system:
         return choose_mpi(setting, prefix=prefix)
-    if setting == "conda" and base is None:
-        raise PmpmError(
-            "`mpi: conda` but there is no conda stack (`_pmpm: {conda: false}`)",
-            where=WHERE,
-            hint="use the system's MPI (`mpi: external`) or let pmpm create the conda stack",
-        )
     if setting is None:
         stacks = {os.path.realpath(p / "bin") for p in (prefix, base) if p is not None}
         path = os.environ.get("PATH", os.defpath).split(os.pathsep)
@@ -286,6 +284,8 @@ class Compiler:
         recipe, chosen = recipe_for(
             self.book, name, options, self.context(host, flags), where=where, requires_only=requires_only
         )
+        if recipe.system == "python":  # built by that interpreter, whether the recipe names it or not
+            self.python.used = True
         tools = {"mpi": self.mpi.identity(), "python": self.python.identity()}
         return recipe, chosen, host, flags, target, where, tools
 
@@ -300,6 +300,13 @@ class Compiler:
 
         order(self._requests(), self.book, requires)
         return [s for recipe in seen.values() for s in recipe.requires_conda]
+
+    def forget_environment(self) -> None:
+        """The conda stage just changed the prefix: compilers, MPI and python are found again
+        (conda's compilers or MPI may have arrived with it)."""
+        self._hosts.clear()
+        self.mpi.forget()
+        self.python.forget()
 
     def plan(self, installed: list) -> list[Step]:
         from pmpm.sources import SourceSpec
@@ -427,7 +434,9 @@ class Compiler:
             self._install(result.package, installed)
             atomic_write_text(
                 pmpm_dir(self.prefix) / "builds" / f"{step.name}.json",
-                json.dumps(step.inputs, indent=1, sort_keys=True),
+                json.dumps(
+                    {**step.inputs, "record": build_details(step, self.book)}, indent=1, sort_keys=True
+                ),
             )
             self.say(f"installed {step.name} {recipe.version} ({result.files} files; log: {result.log})")
         finally:
