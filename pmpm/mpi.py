@@ -852,7 +852,8 @@ def check_conda_mpi(records: list, mpi: MPI | None) -> None:
         if name not in set(CONDA_MPI.values()) or (name == own and str(record.build).startswith("external")):
             continue
         needers = sorted(r.name.normalized for r in records if any(d.split()[0] == name for d in r.depends))
-        by = f"{', '.join(needers)} need" if needers else "the env file asks for"
+        verb = "needs" if len(needers) == 1 else "need"
+        by = f"{', '.join(needers)} {verb}" if needers else "the env file asks for"
         raise PmpmError(
             f"{by} conda's {name} {record.version} ({record.build}), but compiled packages use "
             f"the system's {mpi.vendor} {mpi.version} ({mpi.mpicc}): two MPIs in one environment",
