@@ -52,9 +52,11 @@ def host_report(
         for name in known_targets():
             say(name)
         return 0
-    host = detect_host(target, compilers)
+    conda_bin = Path(prefix).absolute() / "bin" if prefix is not None else None
+    host = detect_host(target, compilers, conda_bin=conda_bin)
     for key, value in host.describe():
         say(f"{key:<12} {value}")
+    say(f"{'compilers':<12} {_compiler_choice(host, conda_bin, compilers or {})}")
     mpis = find_mpis(prefix=prefix)
     for mpi in mpis:
         for key, value in mpi.describe():
@@ -63,4 +65,26 @@ def host_report(
         say(f"{'mpi':<12} none found (no mpicc on PATH{' or in PREFIX/bin' if prefix else ''})")
     _, why = choose_mpi(None, prefix=prefix)
     say(f"{'mpi chosen':<12} {why}")
+    if prefix is not None:
+        from pmpm.compile_stage import choose_stack_mpi
+
+        _, why = choose_stack_mpi(None, system=True, base=Path(prefix).absolute(), prefix=Path(prefix))
+        say(f"{'  system':<12} {why} (system_install with PREFIX as its conda stack)")
     return 0
+
+
+def _compiler_choice(host, conda_bin: Path | None, named: dict[str, str]) -> str:
+    """Why each compiler was chosen, as conda_install would choose them; system_install skips
+    conda's and takes the host's."""
+    from pmpm.host import SEARCH
+
+    reasons = []
+    for lang, compiler in sorted(host.compilers.items()):
+        if lang in named:
+            why = "named"
+        elif conda_bin is not None and Path(compiler.path).parent == conda_bin:
+            why = "conda's, in PREFIX/bin (system_install uses the host's instead)"
+        else:
+            why = f"first that works on PATH of {', '.join(SEARCH[lang])}"
+        reasons.append(f"{lang}: {why}")
+    return "; ".join(reasons) or "none found"

@@ -244,6 +244,10 @@ def test_conda_install_uses_the_envs_own_compiler_and_system_install_the_hosts(
     assert result.code == 0, result.text
     cc = _builds(prefix, "greet")["compilers"]["cc"]
     assert cc.startswith("gcc ") and f"{prefix}/bin/x86_64-conda-linux-gnu-cc" in cc
+    shown = pmpm("host", "--prefix", prefix)
+    assert shown.code == 0, shown.text
+    assert f"{prefix}/bin/x86_64-conda-linux-gnu-cc" in shown.out
+    assert "cc: conda's, in PREFIX/bin (system_install uses the host's instead)" in shown.out
 
     root = tmp_path / "stack"
     result = pmpm("system_install", root, "--file", env)
