@@ -266,3 +266,31 @@ def test_explicit_compilers_win(tmp_path: Path, project) -> None:
     result = pmpm("system_install", root, "--file", env)
     assert result.code == 0, result.text
     assert _builds(root / "compile", "greet")["compilers"]["cc"].startswith("clang ")
+
+
+def test_cray_compiler_drivers_are_taken_together(tmp_path: Path, project) -> None:
+    """Cray's PrgEnv-gnu drivers ``cc``/``CC``/``ftn`` (in a ``craype`` folder, answering as the
+    GNU compilers they wrap) are chosen as a set: ``CC`` for C++ and ``ftn`` for Fortran, never
+    the plain g++ found further down PATH. The drivers here run the host's GNU compilers, as
+    Cray's do under PrgEnv-gnu; the Cray programming environment itself cannot be installed."""
+    craype = tmp_path / "opt" / "cray" / "pe" / "craype" / "2.7.30" / "bin"
+    craype.mkdir(parents=True)
+    for name, real in (("cc", "gcc"), ("CC", "g++"), ("ftn", "gfortran")):
+        found = shutil.which(real)
+        if found is None:
+            pytest.skip(f"{real} is not installed (CI installs gcc, g++ and gfortran)")
+        (craype / name).write_text(f'#!/bin/sh\nexec {os.path.realpath(found)} "$@"\n')
+        (craype / name).chmod(0o755)
+    path = {"PATH": f"{craype}{os.pathsep}{os.environ['PATH']}"}
+    shown = pmpm("host", env=path)
+    assert shown.code == 0, shown.text
+    for lang, name in (("cc", "cc"), ("cxx", "CC"), ("fc", "ftn")):
+        assert f"{lang:<12} gcc " in shown.out and f" {craype / name}\n" in shown.out, shown.out
+
+    env = project(["greet"], extra="  conda: false\n", deps=())
+    root = tmp_path / "stack"
+    result = pmpm("system_install", root, "--file", env, env=path)
+    assert result.code == 0, result.text
+    compilers = _builds(root / "compile", "greet")["compilers"]
+    assert str(craype / "cc") in compilers["cc"] and str(craype / "CC") in compilers["cxx"]
+    assert str(craype / "ftn") in compilers["fc"]
