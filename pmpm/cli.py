@@ -57,7 +57,9 @@ def _root(
 @app.command("conda_install")
 def conda_install(
     prefix: Annotated[Path, typer.Argument(help="The environment folder to create or update.")],
-    file: Annotated[Path, typer.Option("--file", "-f", help="The environment file (environment.yml).")],
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="The environment file (environment.yml).")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the transaction; change nothing.")] = False,
     offline: Annotated[
         bool, typer.Option("--offline", help="Use only local channels and cached repodata; no network.")
@@ -76,6 +78,13 @@ def conda_install(
     keep_build: Annotated[
         bool, typer.Option("--keep-build", help="Keep each package's build folder (printed).")
     ] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Rebuild every compiled package from a clean build folder.")
+    ] = False,
+    rebuild: Annotated[
+        list[str] | None,
+        typer.Option("--rebuild", help="Build this compiled package again even if up to date (repeatable)."),
+    ] = None,
     channel_alias: Annotated[
         str | None,
         typer.Option(
@@ -83,8 +92,33 @@ def conda_install(
             help="Base URL for channel names (default: $PMPM_CHANNEL_ALIAS or anaconda.org).",
         ),
     ] = None,
+    lock: Annotated[
+        Path | None,
+        typer.Option("--lock", help="Rebuild what a `pmpm export` lock file describes (no solve)."),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--target", help="With --lock: build compiled packages for this archspec target."),
+    ] = None,
 ) -> None:
     """Create or update a conda environment in PREFIX from an env file, with no conda needed."""
+    if lock is not None or file is None:
+        from pmpm import lock as locked
+
+        _guard(
+            lambda: locked.install_command(
+                prefix,
+                lock,
+                file,
+                _say,
+                target=target,
+                jobs=jobs,
+                offline=offline,
+                keep_build=keep_build,
+                dry_run=dry_run,
+            )
+        )
+        return
     from pmpm import conda_install as command
 
     options = command.Options(
@@ -97,6 +131,64 @@ def conda_install(
         channel_alias=channel_alias,
         jobs=jobs,
         keep_build=keep_build,
+        fresh=fresh,
+        rebuild=tuple(rebuild or ()),
+    )
+    _guard(lambda: command.run(options, _say))
+
+
+@app.command("system_install")
+def system_install(
+    prefix: Annotated[
+        Path, typer.Argument(help="The folder for both stacks: PREFIX/conda and PREFIX/compile.")
+    ],
+    file: Annotated[Path, typer.Option("--file", "-f", help="The environment file (environment.yml).")],
+    conda_prefix: Annotated[
+        Path | None,
+        typer.Option("--conda-prefix", help="Put (or keep) the conda stack here instead of PREFIX/conda."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
+    ] = False,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Use only local channels and cached repodata; no network.")
+    ] = False,
+    update: Annotated[
+        bool,
+        typer.Option("--update", help="Re-solve for the newest packages instead of keeping installed ones."),
+    ] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel build jobs (default: all cores).")] = 0,
+    keep_build: Annotated[
+        bool, typer.Option("--keep-build", help="Keep each package's build folder (printed).")
+    ] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Rebuild every compiled package from a clean build folder.")
+    ] = False,
+    rebuild: Annotated[
+        list[str] | None,
+        typer.Option("--rebuild", help="Build this compiled package again even if up to date (repeatable)."),
+    ] = None,
+    channel_alias: Annotated[
+        str | None,
+        typer.Option("--channel-alias", help="Base URL for channel names (default: $PMPM_CHANNEL_ALIAS)."),
+    ] = None,
+) -> None:
+    """Compile the `_pmpm` packages with the host's compilers and MPI into PREFIX/compile, beside a
+    conda stack in PREFIX/conda (or --conda-prefix, or none with `_pmpm: {conda: false}`)."""
+    from pmpm import system_install as command
+
+    options = command.Options(
+        prefix=prefix,
+        file=file,
+        conda_prefix=conda_prefix,
+        dry_run=dry_run,
+        offline=offline,
+        update=update,
+        channel_alias=channel_alias,
+        jobs=jobs,
+        keep_build=keep_build,
+        fresh=fresh,
+        rebuild=tuple(rebuild or ()),
     )
     _guard(lambda: command.run(options, _say))
 
@@ -152,6 +244,122 @@ def host(
     from pmpm import show
 
     _guard(lambda: show.host_report(target, None, _say, targets=targets, prefix=prefix))
+
+
+class ShellName(str, Enum):
+    bash = "bash"
+    zsh = "zsh"
+    fish = "fish"
+
+
+ShellOption = Annotated[ShellName, typer.Option("--shell", help="The shell that evaluates the script.")]
+
+
+@app.command("module")
+def module(
+    prefix: Annotated[Path, typer.Argument(help="The environment folder.")],
+    lmod: Annotated[
+        Path | None, typer.Option("--lmod", help="Write a Lua modulefile under this MODULEPATH folder.")
+    ] = None,
+    tcl: Annotated[
+        Path | None, typer.Option("--tcl", help="Write a Tcl modulefile under this MODULEPATH folder.")
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="NAME or NAME/VERSION (default: the env's name / short environment id)."),
+    ] = None,
+) -> None:
+    """Write Lmod and/or Tcl modulefiles that make PREFIX available with `module load`."""
+    from pmpm import modules
+
+    _guard(lambda: modules.module_command(prefix, lmod, tcl, name, _say))
+
+
+@app.command("activate")
+def activate(
+    prefix: Annotated[Path, typer.Argument(help="The environment folder.")],
+    shell: ShellOption = ShellName.bash,
+) -> None:
+    """Print a script that activates PREFIX without conda: eval "$(pmpm activate PREFIX)"."""
+    from pmpm import activation
+
+    _guard(lambda: activation.activate_command(prefix, shell.value))
+
+
+@app.command("deactivate")
+def deactivate(shell: ShellOption = ShellName.bash) -> None:
+    """Print a script that undoes `pmpm activate`: eval "$(pmpm deactivate)"."""
+    from pmpm import activation
+
+    _guard(lambda: activation.deactivate_command(shell.value))
+
+
+@app.command("record")
+def record(
+    prefix: Annotated[Path, typer.Argument(help="The environment folder (or a record.json file).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole record as JSON.")] = False,
+) -> None:
+    """Show what PREFIX holds and how it was made, with its environment id."""
+    from pmpm import record as records
+
+    _guard(lambda: records.show(prefix, as_json, _say))
+
+
+@app.command("verify")
+def verify(
+    prefix: Annotated[Path, typer.Argument(help="The environment folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check PREFIX against its record: missing, modified and extra files, packages changed behind
+    pmpm's back. Exits non-zero when anything differs."""
+    from pmpm import verify as command
+
+    _guard(lambda: command.run(prefix, _say, as_json=as_json))
+
+
+@app.command("diff")
+def diff(
+    a: Annotated[Path, typer.Argument(help="An environment folder or a record.json file.")],
+    b: Annotated[Path, typer.Argument(help="Another one.")],
+) -> None:
+    """Compare two environments: packages, versions, flags, targets. Exits 1 when they differ."""
+    from pmpm import verify as command
+
+    _guard(lambda: command.diff(a, b, _say))
+
+
+@app.command("export")
+def export(
+    prefix: Annotated[Path, typer.Argument(help="The environment folder.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The lock file to write.")],
+) -> None:
+    """Write a portable lock (rattler/pixi format plus pmpm's recipes and sources) to rebuild
+    PREFIX elsewhere with `pmpm conda_install NEWPREFIX --lock FILE`."""
+    from pmpm import lock
+
+    _guard(lambda: lock.export(prefix, output, _say))
+
+
+@app.command("run")
+def run(
+    prefix: Annotated[Path, typer.Argument(help="The environment folder.")],
+    command: Annotated[list[str], typer.Argument(help="The command and its arguments, after `--`.")],
+    expect: Annotated[
+        str | None, typer.Option("--expect", help="Refuse to run unless the environment id is this.")
+    ] = None,
+    provenance: Annotated[
+        Path | None, typer.Option("--provenance", help="Write the run's provenance (JSON) here.")
+    ] = None,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", help="Do not check the prefix against its record first.")
+    ] = False,
+) -> None:
+    """Run CMD in PREFIX, activated, after checking it; its exit code is pmpm's."""
+    from pmpm import pin
+
+    _guard(
+        lambda: pin.run(prefix, command, _say, expect=expect, provenance_file=provenance, check=not no_verify)
+    )
 
 
 def main() -> None:

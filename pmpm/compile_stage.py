@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -23,14 +24,22 @@ from typing import Any
 from pmpm import conda
 from pmpm.builders import Flags
 from pmpm.errors import PmpmError, located
-from pmpm.fsutil import atomic_write_text
+from pmpm.fsutil import atomic_write_text, mirror_tree
 from pmpm.journal import pmpm_dir
 from pmpm.plan import KEY_FORMAT, Step, digest, explain_change, order, recipe_for, stored_inputs
 from pmpm.recipe import RecipeBook
 from pmpm.record import build_details  # the record's view of a build, kept beside its key
+from pmpm.state import tree_stamp
 
 Say = Callable[[str], None]
-_UNTRACKED = shutil.ignore_patterns(".git", "__pycache__", "build", "_build", "*.egg-info")
+#: what a local tree's copy leaves out: VCS data and the user's own build output
+_UNTRACKED = (".git", "__pycache__", "build", "_build", "*.egg-info")
+
+
+def _untracked(name: str) -> bool:
+    from fnmatch import fnmatch
+
+    return any(fnmatch(name, pattern) for pattern in _UNTRACKED)
 
 
 def build_channel() -> Path:
@@ -142,6 +151,8 @@ class Compiler:
     keep_build: bool = False
     base: Path | None = None
     system: bool = False
+    fresh: bool = False  # clean builds: kept build folders of local trees are started again
+    rebuild: frozenset[str] = frozenset()  # packages built again even when up to date
 
     def __post_init__(self) -> None:
         from pmpm.sources import SourceCache
@@ -165,6 +176,8 @@ class Compiler:
         )
         self._hosts: dict[str, Any] = {}
         self.planned: list[Step] = []
+        self._prefix_lock = threading.Lock()
+        self.tree_stamps: dict[str, str] = {}  # local source folders, for the next no-op check
 
     @cached_property
     def _prefixes(self) -> list[Path]:
@@ -226,7 +239,9 @@ class Compiler:
             "jobs": self.jobs,
         }
 
-    def build_env(self, host, flags: Flags, recipe_env: dict[str, str]) -> dict[str, str]:
+    def build_env(
+        self, host, flags: Flags, recipe_env: dict[str, str], *, jobs: int | None = None
+    ) -> dict[str, str]:
         env = dict(os.environ)
         # the prefix's tools first (in system_install mode: the compiled stack's, then the host's,
         # then the conda stack's); build tools installed beside pmpm (meson, ninja, cmake from
@@ -254,7 +269,7 @@ class Compiler:
                 str(p / sub / "pkgconfig") for p in self._prefixes for sub in ("lib", "share")
             ),
             CMAKE_PREFIX_PATH=os.pathsep.join(str(p) for p in self._prefixes),
-            CPU_COUNT=str(self.jobs),
+            CPU_COUNT=str(jobs or self.jobs),
         )
         env.update(recipe_env)
         return env
@@ -330,6 +345,9 @@ class Compiler:
             plugin = recipe.origin.startswith("plugin")
             base = self.spec.path.parent if plugin else Path(recipe.origin).parent
             source = SourceSpec.from_dict(recipe.source, where=f"{recipe.origin} (source)", base_dir=base)
+            if source.kind == "path" and source.path is not None:
+                # stamped before it is read: an edit made while this run builds is seen next time
+                self.tree_stamps[str(source.path)] = tree_stamp(source.path)
             fetched = self.sources.fetch(source, offline=self.offline, python=self._python_exe())
             conda_deps = {}
             for requirement in recipe.requires_conda:
@@ -367,11 +385,19 @@ class Compiler:
                 fetched=fetched,
             )
             current = by_name.get(name)
-            if current is not None and str(current.build) == step.build_string:
+            forced = "--fresh" if self.fresh else "--rebuild" if name in self.rebuild else None
+            if current is not None and str(current.build) == step.build_string and forced:
+                step.decision = "rebuild"
+                step.reasons = [f"forced by {forced}"]
+            elif current is not None and str(current.build) == step.build_string:
                 step.decision = "up to date"
             elif current is not None:
                 step.decision = "rebuild"
-                step.reasons = explain_change(stored_inputs(self.prefix, name), inputs)
+                old = stored_inputs(self.prefix, name)
+                step.reasons = explain_change(old, inputs)
+                if old and source.kind == "path" and old.get("source") != inputs["source"]:
+                    said = self._source_change(source, old["source"], inputs["source"])
+                    step.reasons = [said if r.startswith("source changed") else r for r in step.reasons]
             steps[name] = step
         self.planned = list(steps.values())
         return self.planned
@@ -386,32 +412,89 @@ class Compiler:
         for step in steps:
             self.say(f"  {step.explain()}")
         built = [step for step in steps if step.decision != "up to date"]
-        for step in built:
-            self._build(step)
         if built:
+            self._schedule(built)
             index_build_channel()
 
-    def _build(self, step: Step) -> None:
+    def _schedule(self, built: list[Step]) -> None:
+        """Build each package as soon as the packages it requires are installed, several at a
+        time within one budget of ``jobs``: ``W`` packages at once (the most that can be ready
+        together, at most ``jobs``), each given ``jobs // W`` for its own make/ninja.
+
+        After a failure nothing new starts; builds already running finish (their logs stay
+        complete), then the first failure is raised and the caller's journal puts PREFIX back.
+        """
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+        from pmpm.progress import BuildProgress
+
+        names = {s.name for s in built}
+        needs = {s.name: set(s.recipe.requires_recipes) & names for s in built}
+        workers = max(1, min(self.jobs, _width(needs)))
+        share = max(1, self.jobs // workers)
+        if workers > 1:
+            self.say(f"building {len(built)} packages, up to {workers} at a time ({share} jobs each)")
+        waiting = {s.name: s for s in built}
+        running: dict[Any, Step] = {}
+        done: set[str] = set()
+        failure: BaseException | None = None
+        with BuildProgress(len(built), self.say) as progress, ThreadPoolExecutor(workers) as pool:
+            while waiting or running:
+                ready = [n for n in waiting if needs[n] <= done] if failure is None else []
+                for name in ready[: workers - len(running)]:
+                    step = waiting.pop(name)
+                    running[pool.submit(self._build, step, share, progress)] = step
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    step = running.pop(future)
+                    if future.exception() is not None:
+                        failure = failure or future.exception()
+                    else:
+                        done.add(step.name)
+        if failure is not None:
+            raise failure
+
+    def _build(self, step: Step, jobs: int | None = None, progress=None) -> None:
         from pmpm.builders import registry
         from pmpm.execute import build_package
 
         recipe = step.recipe
         host = self.host(step.target)
         flags = self.flags(host)
-        work = conda.cache_dir() / "build" / f"{step.name}-{step.key[:12]}"
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
+        local = step.source.kind == "path"
+        if local:
+            # a local tree under development: its build folder is kept (per prefix and package)
+            # so the next build recompiles only what changed; the copy is mirrored, not redone
+            work = self.dev_dir(step.name)
+            if self.fresh:
+                shutil.rmtree(work, ignore_errors=True)
+        else:
+            work = conda.cache_dir() / "build" / f"{step.name}-{step.key[:12]}"
+            shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True, exist_ok=True)
         try:
             tree = self.sources.unpack(step.fetched, work / "src")
-            if step.source.kind == "path":
-                # a local tree is the user's working copy: builds never write into it
-                tree = Path(shutil.copytree(tree, work / "src", symlinks=True, ignore=_UNTRACKED))
+            if local:
+                # the user's working copy: builds never write into it
+                manifest = work / "mirrored.json"
+                previous = set(json.loads(manifest.read_text())) if manifest.is_file() else set()
+                mirrored = mirror_tree(tree, work / "src", _untracked, previous)
+                atomic_write_text(manifest, json.dumps(sorted(mirrored)))
+                tree = work / "src"
             builder = (
                 registry.get(recipe.system, where=recipe.origin) if recipe.system else registry.detect(tree)
             )
-            installed = conda.installed_records(self.prefix)
-            depends = self._depends(step, installed)
-            self.say(f"building {step.name} {recipe.version} ({builder.name}, target {host.target})")
+            with self._prefix_lock:
+                depends = self._depends(step, conda.installed_records(self.prefix))
+            jobs = jobs or self.jobs
+            say = progress.say if progress is not None else self.say
+            started = f"building {step.name} {recipe.version} ({builder.name}, target {host.target})"
+            if progress is not None:
+                progress.started(step.name, started)
+            else:
+                say(started)
             result = build_package(
                 name=step.name,
                 version=recipe.version,
@@ -421,29 +504,50 @@ class Compiler:
                 prefix=self.prefix,
                 builder=builder,
                 flags=flags,
-                env=self.build_env(host, flags, recipe.env),
+                env=self.build_env(host, flags, recipe.env, jobs=jobs),
                 args=recipe.args,
                 script=recipe.script,
                 tests=recipe.test_commands if self.spec.pmpm.tests else [],
-                jobs=self.jobs,
+                jobs=jobs,
                 python=Path(python) if (python := self._python_exe()) else None,
                 depends=depends,
                 out_dir=build_channel() / conda.host_subdir(),
                 extra={"pmpm": {"key": step.key, "inputs": step.inputs, "origin": recipe.origin}},
+                incremental=local,
             )
-            self._install(result.package, installed)
+            with self._prefix_lock:  # one installer at a time; each sees the others' results
+                self._install(result.package, conda.installed_records(self.prefix))
             atomic_write_text(
                 pmpm_dir(self.prefix) / "builds" / f"{step.name}.json",
                 json.dumps(
                     {**step.inputs, "record": build_details(step, self.book)}, indent=1, sort_keys=True
                 ),
             )
-            self.say(f"installed {step.name} {recipe.version} ({result.files} files; log: {result.log})")
-        finally:
-            if not self.keep_build:
-                shutil.rmtree(work, ignore_errors=True)
+            finished = f"installed {step.name} {recipe.version} ({result.files} files; log: {result.log})"
+            if progress is not None:
+                progress.finished(step.name, finished)
             else:
-                self.say(f"kept the build folder of {step.name}: {work}")
+                say(finished)
+        finally:
+            if self.keep_build:
+                (progress.say if progress is not None else self.say)(
+                    f"kept the build folder of {step.name}: {work}"
+                )
+            elif not local:  # a local tree's build folder stays for the next, incremental build
+                shutil.rmtree(work, ignore_errors=True)
+
+    def _source_change(self, source, old: str, new: str) -> str:
+        """ "source changed: a.c, b.h (+3 more)" when the local tree's stat cache remembers both."""
+        from pmpm.sources import changed_files, stat_cache_for
+
+        files = changed_files(stat_cache_for(self.sources.root / "tree-hashes", source.path), old, new)
+        if not files:
+            return f"source changed ({old} -> {new})"
+        shown = ", ".join(files[:5]) + (f" (+{len(files) - 5} more)" if len(files) > 5 else "")
+        return f"source changed: {shown}"
+
+    def dev_dir(self, name: str) -> Path:
+        return conda.cache_dir() / "dev" / f"{name}-{digest({'prefix': str(self.prefix), 'name': name})[:12]}"
 
     def _depends(self, step: Step, installed: list) -> list[str]:
         by_name = {r.name.normalized: r for r in installed}
@@ -475,9 +579,21 @@ class Compiler:
         files += [Path(c.path) for host in self._hosts.values() for c in host.compilers.values()]
         return files
 
-    def has_local_sources(self) -> bool:
-        """Local trees change without any file pmpm could stat cheaply: always plan then."""
-        return any(step.source.kind == "path" for step in self.planned)
+
+def _width(needs: dict[str, set[str]]) -> int:
+    """How many packages can build at once: the most on one level of the dependency graph
+    (level = length of the longest chain of requirements below a package)."""
+    level: dict[str, int] = {}
+
+    def depth(name: str) -> int:
+        if name not in level:
+            level[name] = 1 + max((depth(n) for n in needs[name]), default=0)
+        return level[name]
+
+    counts: dict[int, int] = {}
+    for name in needs:
+        counts[depth(name)] = counts.get(depth(name), 0) + 1
+    return max(counts.values(), default=1)
 
 
 def index_build_channel() -> None:

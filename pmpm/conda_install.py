@@ -31,6 +31,13 @@ class Options:
     channel_alias: str | None = None
     jobs: int = 0  # 0: all cores
     keep_build: bool = False
+    fresh: bool = False  # rebuild every compiled package from a clean build folder
+    rebuild: tuple[str, ...] = ()  # compiled packages to build again even when up to date
+
+    @property
+    def forced(self) -> bool:
+        """Work asked for even when the prefix is up to date."""
+        return self.update or self.fresh or bool(self.rebuild)
 
     def fingerprint(self) -> dict[str, str]:
         """The options that change what PREFIX ends up holding."""
@@ -65,7 +72,7 @@ def install(layout, opts: Options, say: Say = _print, *, choose_layout=None) -> 
             hint="check the path given with --file",
         ) from None
     want = state.expected(env_bytes, {**opts.fingerprint(), **_layout_fingerprint(layout)})
-    if not (opts.dry_run or opts.update) and state.up_to_date(prefix, want, layout.prefixes):
+    if not (opts.dry_run or opts.forced) and state.up_to_date(prefix, want, layout.prefixes):
         say(f"{layout.root} is up to date with {opts.file}")
         return 0
 
@@ -89,7 +96,10 @@ def install(layout, opts: Options, say: Say = _print, *, choose_layout=None) -> 
 
     from pmpm.prefix_lock import prefix_lock
 
-    created = [p for p in (layout.root, *layout.prefixes) if not p.exists()]
+    # folders to take back to nothing if this run fails: new ones, and empty ones (whose
+    # emptiness is what "as it was" means)
+    new = [p for p in (layout.root, *layout.prefixes) if not p.exists()]
+    created = [*new, *(p for p in (layout.root, *layout.prefixes) if _is_empty_dir(p))]
     try:
         with ExitStack() as locks:
             for stack in layout.prefixes:
@@ -98,14 +108,17 @@ def install(layout, opts: Options, say: Say = _print, *, choose_layout=None) -> 
                 if journal.pending(stack):
                     say(f"repairing {stack}: a previous pmpm run was interrupted")
                     journal.restore(stack)
-            if state.up_to_date(prefix, want, layout.prefixes) and not opts.update:
+            if state.up_to_date(prefix, want, layout.prefixes) and not opts.forced:
                 say(f"{layout.root} is up to date with {opts.file}")
                 return 0
             _apply(spec, layout, opts, want, say)
     except BaseException:
         for folder in reversed(created):
             if _only_pmpm_left(folder):
+                existed = folder.is_dir() and folder not in new
                 shutil.rmtree(folder, ignore_errors=True)
+                if existed:
+                    folder.mkdir()
         raise
     return 0
 
@@ -119,8 +132,6 @@ def _layout_fingerprint(layout) -> dict[str, str]:
 #: `_pmpm` keys that load and validate but that this version does not act on yet
 _NOT_YET = {
     "cache": "binary caches",
-    "modules": "module files",
-    "jupyter_kernel": "Jupyter kernels",
 }
 
 
@@ -154,6 +165,13 @@ def _refuse_foreign_folder(prefix: Path) -> None:
         raise PmpmError(f"{prefix} exists and is not a folder", hint="choose another PREFIX")
 
 
+def _is_empty_dir(path: Path) -> bool:
+    try:
+        return path.is_dir() and not any(path.iterdir())
+    except OSError:
+        return False
+
+
 def _only_pmpm_left(prefix: Path) -> bool:
     """After a failed first run: is all that is left pmpm's own lock folders?"""
     if not prefix.is_dir():
@@ -179,6 +197,8 @@ def _compiler(spec, layout, opts: Options, say: Say):
         keep_build=opts.keep_build,
         base=layout.conda,
         system=layout.kind == "system",
+        fresh=opts.fresh,
+        rebuild=frozenset(opts.rebuild),
     )
 
 
@@ -231,7 +251,10 @@ def _solve(spec, layout, opts: Options, compiler, say: Say):
     mpi = _external_mpi(spec, layout, compiler)
     constraints = conda_constraints(mpi)
     if constraints:
-        say(f"conda packages that need MPI get the system's {mpi.vendor}: {', '.join(constraints)}")
+        say(
+            f"MPI: conda packages that need one get conda-forge's external build "
+            f"({', '.join(constraints)}) for the system's {mpi.vendor} {mpi.version}"
+        )
     installed = conda.installed_records(layout.conda)
     conda_installed = [r for r in installed if not conda.is_compiled(r)]
     describe = {d.name: located(spec.path, d.line) for d in spec.dependencies}
@@ -284,7 +307,7 @@ def _apply(spec, layout, opts: Options, want: state.State, say: Say) -> None:
     compiler = _compiler(spec, layout, opts, say)
     if opts.backend != "rattler":
         channels = _run_backend(spec, layout, opts, compiler, say)
-        _finish(layout, want, channels, compiler)
+        _finish(layout, want, channels, compiler, spec=spec, say=say, env_file=opts.file)
         say(f"{layout.root} is ready ({opts.backend})")
         return
 
@@ -303,7 +326,7 @@ def _apply(spec, layout, opts: Options, want: state.State, say: Say) -> None:
         and (compiler is None or idle)
         and (compiled <= (wanted or set()))
     ):
-        _finish(layout, want, channels, compiler)
+        _finish(layout, want, channels, compiler, spec=spec, say=say, env_file=opts.file)
         say(f"{layout.root} already has what {opts.file} asks for ({len(records) + len(compiled)} packages)")
         return
 
@@ -340,7 +363,7 @@ def _apply(spec, layout, opts: Options, want: state.State, say: Say) -> None:
         raise
     for stack in layout.prefixes:
         journal.commit(stack)
-    _finish(layout, want, channels, compiler)
+    _finish(layout, want, channels, compiler, spec=spec, say=say, env_file=opts.file)
     built = len(compiler.planned) if compiler else 0
     say(f"{layout.root} is ready: {len(records)} conda packages, {built} compiled")
 
@@ -366,6 +389,7 @@ def _compile(compiler, prefix: Path, steps, say: Say, compiled: set[str] | None 
 
     if compiler is not None:
         if steps is None:
+            compiler.forget_environment()
             steps = compiler.plan(conda.installed_records(prefix))
         compiler.run(steps)
     wanted = {s.name for s in steps} if compiler is not None else set()
@@ -401,12 +425,48 @@ def _run_backend(spec, layout, opts: Options, compiler, say: Say):
     return channels
 
 
-def _finish(layout, want: state.State, channels, compiler=None) -> None:
-    """Record what made this result so that an identical next run is a no-op."""
+def _publish(spec, layout, say: Say) -> None:
+    """Make the environment reachable without pmpm: modulefiles and a Jupyter kernel, as the env
+    file asks. After the record, since the modules name the environment id of the new record."""
+    from pmpm import envinfo
+
+    envinfo.save(layout, envinfo.EnvInfo.from_spec(spec))
+    if spec.pmpm.modules:
+        from pmpm import modules
+
+        base = spec.path.parent
+        config = {
+            key: str(base / Path(value).expanduser()) if key in modules.KINDS else value
+            for key, value in spec.pmpm.modules.items()
+        }
+        try:
+            modules.refresh(layout, config, say)
+        except PmpmError as exc:
+            exc.hint = (exc.hint + "; " if exc.hint else "") + (
+                f"the environment itself is ready: write the modules with `pmpm module {layout.root}`"
+            )
+            raise
+    if spec.pmpm.jupyter_kernel:
+        from pmpm import jupyter
+
+        jupyter.register(layout, say)
+
+
+def _finish(
+    layout, want: state.State, channels, compiler=None, *, spec, say: Say, env_file: Path | None = None
+) -> None:
+    """Record what made this result, publish it, then save what makes an identical next run a
+    no-op. In this order: a run that stops (or fails writing a module) before the last step
+    leaves no no-op state, so the next run writes the record and the modules again.
+    """
     from pmpm import layout as layouts
     from pmpm.conda import host_subdir
+    from pmpm.record import write_record
 
     layouts.write(layout)
+    record = write_record(layout, env_file)
+    say(f"environment id: {record.environment_id}")
+    _publish(spec, layout, say)
 
     watched = []
     for channel in channels:
@@ -415,7 +475,7 @@ def _finish(layout, want: state.State, channels, compiler=None) -> None:
                 watched += [channel.local_path / subdir / "repodata.json"]
     if compiler is not None:
         watched += compiler.watched_files()
-        want.volatile = compiler.has_local_sources()
+        want.trees = compiler.tree_stamps
     state.watch(want, watched)
     want.records = state.records_digest(*layout.prefixes)
     want.save(layout.compile)

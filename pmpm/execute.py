@@ -91,6 +91,19 @@ def test_commands(commands: list[str], ctx: BuildContext) -> list[Command]:
     return [Command("test", tuple(shlex.split(c)), ctx.build_dir, env) for c in commands]
 
 
+#: what a configure step bakes into the build folder besides its own arguments
+_CONFIGURE_ENV = ("CC", "CXX", "FC", "F77", "CFLAGS", "CXXFLAGS", "FFLAGS", "FCFLAGS", "CPPFLAGS", "LDFLAGS",
+                  "PKG_CONFIG_PATH", "CMAKE_PREFIX_PATH", "PATH")  # fmt: skip
+
+
+def _configure_identity(cmd: Command, env: dict[str, str]) -> str:
+    import json
+
+    full = {**env, **cmd.env}
+    seen = {k: full.get(k) for k in (*_CONFIGURE_ENV, *cmd.env)}
+    return json.dumps({"argv": list(map(str, cmd.argv)), "cwd": str(cmd.cwd), "env": seen})
+
+
 def _staged_site_packages(staged: Path) -> list[Path]:
     return sorted(staged.glob("lib/python*/site-packages"))
 
@@ -114,8 +127,14 @@ def build_package(
     depends: list[str],
     out_dir: Path,
     extra: dict,
+    incremental: bool = False,
 ) -> BuildResult:
-    """Configure, build, stage-install, test and pack one package; returns the package file."""
+    """Configure, build, stage-install, test and pack one package; returns the package file.
+
+    ``incremental``: the build folder is kept from the last build of this package (a local tree
+    under development), so make/ninja recompile only what changed; the configure steps are run
+    again only when their command or the compilers and flags they see changed.
+    """
     from pmpm.package import PackageMeta, pack
 
     build_dir = work / "build"
@@ -138,7 +157,18 @@ def build_package(
         script=script,
     )
     log = log_path(name)
-    for cmd in builder.steps(ctx):
+    for index, cmd in enumerate(builder.steps(ctx)):
+        stamp = build_dir / f".pmpm-configured-{index}"
+        if cmd.name == "configure" and incremental:
+            wanted = _configure_identity(cmd, env)
+            if stamp.is_file() and stamp.read_text() == wanted:
+                with log.open("a", encoding="utf-8") as handle:
+                    handle.write(f"\n=== {name}: {cmd.name} skipped: same command and flags as last time\n")
+                continue
+            stamp.unlink(missing_ok=True)
+            run_command(cmd, env, log, package=name)
+            stamp.write_text(wanted)
+            continue
         run_command(cmd, env, log, package=name)
     for cmd in test_commands(tests, ctx):  # after the build: they look at what was staged
         run_command(cmd, env, log, package=name)

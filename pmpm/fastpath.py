@@ -19,8 +19,17 @@ _VALUED = {
     "--channel-alias": "channel_alias",
     "--jobs": "jobs",
     "-j": "jobs",
+    "--lock": "lock",  # typer's: rebuilding from a lock is not the repeated no-op command
+    "--target": "target",
+    "--rebuild": "rebuild",  # typer's: may be given more than once
 }
-_FLAGS = {"--offline": "offline", "--dry-run": "dry_run", "--update": "update", "--keep-build": "keep_build"}
+_FLAGS = {
+    "--offline": "offline",
+    "--dry-run": "dry_run",
+    "--update": "update",
+    "--keep-build": "keep_build",
+    "--fresh": "fresh",
+}
 _BACKENDS = ("rattler", "conda", "mamba", "micromamba")
 
 
@@ -44,6 +53,8 @@ def parse(argv: list[str]):
             return None
         else:
             positional.append(token)
+    if {"lock", "target", "rebuild"} & values.keys():
+        return None
     if len(positional) != 1 or "file" not in values or values.get("backend", "rattler") not in _BACKENDS:
         return None
     if "jobs" in values:

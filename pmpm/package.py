@@ -24,6 +24,7 @@ import platform as _platform
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -463,7 +464,13 @@ def _mirror(staged: Path, entries: list[_Entry], root: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _create_archive(root: Path, files: list[str], out: Path, compression_level: int) -> None:
+#: conda-package-handling changes the process's working folder while it writes an archive, so
+#: packages built side by side (pmpm.compile_stage) are packed one at a time
+_ARCHIVING = threading.Lock()
+
+
+def _create_archive(root: Path, files: list[str], out: Path, level: int) -> None:
     from conda_package_handling import api
 
-    api.create(str(root), files, out.name, out_folder=str(out.parent), compression_level=compression_level)
+    with _ARCHIVING:
+        api.create(str(root), files, out.name, out_folder=str(out.parent), compression_level=level)

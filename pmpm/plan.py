@@ -157,7 +157,10 @@ def recipe_for(
             data["source"] = {**data["source"], "sha256": versions[str(wanted)]}
     for kind in ("path", "git", "url"):
         if kind in request:
-            data["source"] = {k: request[k] for k in ("path", "git", "ref", "url", "sha256") if k in request}
+            # the env file's `path:` arrives resolved (a Path); sources take text
+            data["source"] = {
+                k: str(request[k]) for k in ("path", "git", "ref", "url", "sha256") if k in request
+            }
             break
     recipe = render(data, {**context, "options": options}, origin=source.origin)
     return recipe, options

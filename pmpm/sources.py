@@ -11,6 +11,7 @@ of a silent different build.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -235,7 +236,7 @@ class SourceCache:
         if spec.kind == "pypi":
             return self._fetch_pypi(spec, offline, python or sys.executable)
         if spec.kind == "path":
-            return _fetch_path(spec)
+            return _fetch_path(spec, self.root / "tree-hashes")
         raise ValueError(f"unknown source kind {spec.kind!r}")
 
     def unpack(self, fetched: FetchedSource, dest: Path) -> Path:
@@ -643,7 +644,11 @@ def _resolve(mirror: Path, ref: str) -> str | None:
 # -- local trees ---------------------------------------------------------------------------------
 
 
-def _fetch_path(spec: SourceSpec) -> FetchedSource:
+def stat_cache_for(stat_caches: Path, tree: Path) -> Path:
+    return stat_caches / hashlib.sha256(os.fsencode(Path(tree).resolve())).hexdigest()[:24]
+
+
+def _fetch_path(spec: SourceSpec, stat_caches: Path) -> FetchedSource:
     assert spec.path is not None
     if not spec.path.is_dir():
         raise PmpmError(
@@ -651,16 +656,24 @@ def _fetch_path(spec: SourceSpec) -> FetchedSource:
             where=spec.where,
             hint="path: is relative to the recipe's folder",
         )
-    return FetchedSource(spec, f"tree:{hash_tree(spec.path)}", None, str(spec.path))
+    cache = stat_cache_for(stat_caches, spec.path)
+    return FetchedSource(spec, f"tree:{hash_tree(spec.path, stat_cache=cache)}", None, str(spec.path))
 
 
-def hash_tree(root: Path) -> str:
+def hash_tree(root: Path, *, stat_cache: Path | None = None) -> str:
     """Content identity of a folder: names, executable bits, file contents and link targets.
 
     Timestamps, owners and permission bits other than "executable" are left out, so touching a
     file or checking it out again with another umask does not rebuild; the folders in
     ``SKIPPED_DIRS`` (and ``*.egg-info``) are left out because builds write them.
+
+    ``stat_cache`` (a file) remembers each file's sha256 with its size, mtime, ctime and inode:
+    a file whose stat is unchanged is not read again, so a tree of thousands of files under
+    development costs a stat per file, plus reading what was edited.
     """
+    cache = _read_stat_cache(stat_cache)
+    known: dict[str, list] = cache["stats"]
+    fresh: dict[str, list] = {}
     entries: list[tuple[bytes, str, str]] = []  # (relative path, kind, absolute path)
     stack = [""]
     while stack:
@@ -683,11 +696,49 @@ def hash_tree(root: Path) -> str:
     digest = hashlib.sha256()
     for rel_bytes, kind, path in sorted(entries):
         if kind == "f":
-            mode = "755" if os.stat(path).st_mode & 0o111 else "644"
-            detail = sha256_file(Path(path))
+            st = os.stat(path)
+            mode = "755" if st.st_mode & 0o111 else "644"
+            stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+            rel = os.fsdecode(rel_bytes)
+            cached = known.get(rel)
+            detail = cached[4] if cached and cached[:4] == stamp else sha256_file(Path(path))
+            fresh[rel] = [*stamp, detail]
         elif kind == "l":
             mode, detail = "", os.readlink(path)
         else:
             mode, detail = "", ""
         digest.update(b"%s\0%s\0%s\0%s\n" % (rel_bytes, kind.encode(), mode.encode(), os.fsencode(detail)))
-    return digest.hexdigest()
+    result = digest.hexdigest()
+    if stat_cache is not None and (fresh != known or result not in cache["snapshots"]):
+        # the last few states by tree hash, so a rebuild can name the files that changed
+        snapshots = {k: v for k, v in cache["snapshots"].items() if k != result}
+        snapshots = dict(list(snapshots.items())[-(_SNAPSHOTS - 1) :])
+        snapshots[result] = {rel: entry[4] for rel, entry in fresh.items()}
+        atomic_write_text(stat_cache, json.dumps({"stats": fresh, "snapshots": snapshots}))
+    return result
+
+
+_SNAPSHOTS = 3
+
+
+def _read_stat_cache(path: Path | None) -> dict[str, dict]:
+    empty: dict[str, dict] = {"stats": {}, "snapshots": {}}
+    if path is None:
+        return empty
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return empty
+    if not isinstance(data, dict) or not isinstance(data.get("stats"), dict):
+        return empty
+    return {"stats": data["stats"], "snapshots": data.get("snapshots") or {}}
+
+
+def changed_files(stat_cache: Path, old: str, new: str) -> list[str] | None:
+    """The files that differ between two hashed states of one local tree (``tree:<hash>``
+    identities), when both are still remembered; None when not."""
+    snapshots = _read_stat_cache(stat_cache)["snapshots"]
+    before, after = snapshots.get(old.removeprefix("tree:")), snapshots.get(new.removeprefix("tree:"))
+    if before is None or after is None:
+        return None
+    return sorted(rel for rel in before.keys() | after.keys() if before.get(rel) != after.get(rel))

@@ -44,6 +44,38 @@ def records_digest(*prefixes: Path) -> str:
     return hashlib.sha256("\n".join(names[:-1]).encode()).hexdigest()
 
 
+#: names a local tree's stamp leaves out, as its content hash does (pmpm.sources.SKIPPED_DIRS)
+_UNTRACKED = frozenset({".git", "__pycache__", "build", "_build"})
+
+
+def tree_stamp(root: Path) -> str:
+    """Every name under a local source folder with its size, times and inode: a stat per file,
+    no reads. Equal stamps mean nothing was edited; a different stamp sends the run to the
+    planner, which compares content (a file only touched changes the stamp, not the build key).
+    """
+    digest = hashlib.sha256()
+    stack = [str(root)]
+    try:
+        while stack:
+            folder = stack.pop()
+            with os.scandir(folder) as scan:
+                entries = sorted(scan, key=lambda e: e.name)
+            for entry in entries:
+                if entry.name in _UNTRACKED or entry.name.endswith(".egg-info"):
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                digest.update(
+                    f"{entry.path}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\n".encode(
+                        "utf-8", "surrogateescape"
+                    )
+                )
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+    except OSError:
+        return ""
+    return digest.hexdigest()
+
+
 def overrides() -> dict[str, str]:
     return {k: v for k, v in sorted(os.environ.items()) if k.startswith("CONDA_OVERRIDE_")}
 
@@ -56,7 +88,7 @@ class State:
     options: dict[str, str]
     watched: dict[str, list[int] | None] = field(default_factory=dict)
     records: str = ""
-    volatile: bool = False  # inputs that cannot be checked by stat (local source trees): always plan
+    trees: dict[str, str] = field(default_factory=dict)  # local source folder -> tree_stamp()
     pmpm_version: str = __version__
     format: int = FORMAT
 
@@ -85,6 +117,8 @@ def up_to_date(prefix: Path, want: State, stacks: list[Path] | None = None) -> b
     if stored.get("env_sha256") != want.env_sha256 or stored.get("options") != want.options:
         return False
     if any(pending(p) for p in stacks) or stored.get("volatile"):
+        return False
+    if any(tree_stamp(Path(t)) != stamp for t, stamp in stored.get("trees", {}).items()):
         return False
     if any(_stat_key(f) != key for f, key in stored.get("watched", {}).items()):
         return False

@@ -28,10 +28,11 @@ pytestmark = pytest.mark.slow
 
 #: Open MPI refuses to start as root without these; harmless otherwise
 RUN_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+#: 1 + 2 = 3 only if both ranks took part; rank 0 alone prints (ranks' output may interleave)
 ALLREDUCE = (
     "from mpi4py import MPI; c = MPI.COMM_WORLD; "
     "s = c.allreduce(c.Get_rank() + 1, op=MPI.SUM); "
-    "print(f'rank={c.Get_rank()} size={c.Get_size()} sum={s}')"
+    "c.Get_rank() == 0 and print(f'size={c.Get_size()} sum={s}')"
 )
 
 
@@ -134,7 +135,8 @@ def test_mpi4py_names_the_chosen_mpi(built) -> None:
     assert len(records) == 1 and records[0]["build"].startswith("pmpm_")
     inputs = json.loads((root / "compile" / "conda-meta" / "pmpm" / "builds" / "mpi4py.json").read_text())
     assert inputs["mpi"].startswith(case.vendor)
-    assert str(case.venv) in inputs["python"]  # built for the host python found on PATH
+    # built for the host python found on PATH (named by the interpreter the venv runs)
+    assert inputs["python"].startswith(os.path.realpath(case.venv / "bin" / "python") + " 3.")
 
 
 def test_mpiexec_runs_an_allreduce_through_mpi4py(built) -> None:
@@ -143,7 +145,7 @@ def test_mpiexec_runs_an_allreduce_through_mpi4py(built) -> None:
     launcher = (mpiexec, "-n", "2") + (("--oversubscribe",) if case.vendor == "Open MPI" else ())
     done = _python(case, root, "-c", ALLREDUCE, launcher=launcher)
     assert done.returncode == 0, done.stderr
-    assert sorted(done.stdout.split()) == sorted(["rank=0", "size=2", "sum=3", "rank=1", "size=2", "sum=3"])
+    assert done.stdout.split() == ["size=2", "sum=3"]
 
 
 def test_the_extension_links_only_the_chosen_mpi(built) -> None:

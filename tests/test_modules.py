@@ -1,0 +1,563 @@
+"""Modulefiles, ``pmpm activate``/``deactivate`` and Jupyter kernels, run through the real tools.
+
+Lmod and Environment Modules come from Debian (``.ci/run``); the two packages conflict in apt,
+so CI installs lmod and unpacks environment-modules' .deb into /opt/environment-modules. Module
+tests load the generated files in a bash that sourced the tool's init, then compare ``env`` from
+before ``module load`` with ``env`` after ``module unload``.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from factories import LocalChannel
+
+from pmpm.package import PackageMeta
+from tests.clihelp import pmpm, write_env
+
+# --- the module tools ------------------------------------------------------------------------
+
+
+def _lmod_init() -> str | None:
+    for path in (os.environ.get("LMOD_PKG", "") + "/init/bash", "/usr/share/lmod/lmod/init/bash"):
+        if os.path.isfile(path):
+            return f". {shlex.quote(path)}"
+    return None
+
+
+def _modules_init() -> str | None:
+    tclsh = shutil.which("tclsh")
+    candidates = [os.environ.get("PMPM_TEST_MODULECMD", "")]
+    candidates += glob.glob("/usr/lib/*/modulecmd.tcl") + glob.glob(
+        "/usr/share/modules/libexec/modulecmd.tcl"
+    )
+    candidates += glob.glob("/opt/environment-modules/usr/lib/*/modulecmd.tcl")
+    found = next((c for c in candidates if c and os.path.isfile(c)), None)
+    if tclsh is None or found is None:
+        return None
+    return f'eval "$({shlex.quote(tclsh)} {shlex.quote(found)} bash autoinit)"'
+
+
+LMOD = _lmod_init()
+TCL = _modules_init()
+TOOLS = [
+    pytest.param(
+        "lmod", LMOD, marks=pytest.mark.skipif(LMOD is None, reason="Lmod is not installed (apt: lmod)")
+    ),
+    pytest.param(
+        "tcl",
+        TCL,
+        marks=pytest.mark.skipif(
+            TCL is None,
+            reason="Environment Modules is not installed (apt: environment-modules, or unpack its .deb "
+            "into /opt/environment-modules, or set PMPM_TEST_MODULECMD)",
+        ),
+    ),
+]
+
+#: Variables the module tools keep for themselves, ignored when comparing env before load with
+#: env after unload. Seen left behind: Lmod keeps its encoded module table (_ModuleTable002_),
+#: reference counts of PATH entries (__LMOD_REF_COUNT_PATH) and its pushenv stack
+#: (__LMOD_STACK_CONDA_PREFIX); Environment Modules leaves LOADEDMODULES set to "" where it was
+#: unset. Also ignored, being the same bookkeeping: _LMFILES_ and __MODULES_* (its reference
+#: counts, conflict and pushenv tracking). Everything else must be exactly as before.
+TOOL_OWN_PREFIXES = ("_ModuleTable", "__LMOD_", "__MODULES_")
+TOOL_OWN = {"LOADEDMODULES", "_LMFILES_"}
+
+
+def _tool_own(name: str) -> bool:
+    return name in TOOL_OWN or name.startswith(TOOL_OWN_PREFIXES)
+
+
+def _parse_env(text: str) -> dict[str, str]:
+    env = {}
+    for item in text.split("\0"):
+        if "=" in item:
+            key, _, value = item.partition("=")
+            env[key] = value
+    return env
+
+
+def _bash(script: str, tmp: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-c", script],
+        env=env if env is not None else _clean_env(tmp),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _clean_env(tmp: Path) -> dict[str, str]:
+    """A small starting environment with no duplicate PATH entries (Lmod drops duplicates on
+    unload, which is Lmod's business, not the module's)."""
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(tmp),
+        "LANG": "C",
+        "CONDA_PREFIX": "/some/earlier/conda",  # a value the module must put back
+        "MANPATH": "/usr/share/man",
+    }
+
+
+def _dump(name: str) -> str:
+    return f"env -0 > {shlex.quote(str(name))}"
+
+
+# --- an environment ----------------------------------------------------------------------------
+
+ACTIVATE_SH = """\
+export DEMO_ACTIVATED="$CONDA_PREFIX/share/demo-activate"
+export DEMO_SEARCH_PATH="$CONDA_PREFIX/share/demo-activate${DEMO_SEARCH_PATH:+:$DEMO_SEARCH_PATH}"
+"""
+
+
+def _activate_channel(root: Path) -> LocalChannel:
+    """A package with an activate.d script and a man page, like many conda-forge packages."""
+    channel = LocalChannel(root)
+    channel.add(
+        PackageMeta("demo-activate", "1.0", "0", noarch="generic", summary="sets variables on activation"),
+        {
+            "etc/conda/activate.d/demo-activate.sh": ACTIVATE_SH,
+            "etc/conda/deactivate.d/demo-activate.sh": "unset DEMO_ACTIVATED DEMO_SEARCH_PATH\n",
+            "share/demo-activate/README": "demo\n",
+            "share/man/man1/demo-tool.1": ".TH DEMO-TOOL 1\n",
+        },
+    )
+    channel.index()
+    return channel
+
+
+@pytest.fixture(scope="module")
+def env_prefix(tmp_path_factory, demo_channel) -> Path:
+    """A pmpm environment with a compiled tool and library (with a .pc file), python, variables
+    and an activate.d script; read-only for the tests."""
+    root = tmp_path_factory.mktemp("modenv")
+    extra = _activate_channel(root / "extra")
+    env = write_env(
+        root / "env.yml",
+        [demo_channel.path, extra.path],
+        ["demo-tool", "python", "demo-activate"],
+        "variables:\n  DEMO_VAR: hello world\n",
+    )
+    env.write_text("name: demo-env\n" + env.read_text())
+    prefix = root / "p"
+    result = pmpm("conda_install", prefix, "--file", env)
+    assert result.code == 0, result.text
+    return prefix
+
+
+def _load_and_unload(init: str, moddir: Path, name: str, tmp: Path, checks: str, env=None):
+    before, loaded, after = tmp / "before", tmp / "loaded", tmp / "after"
+    script = "\n".join(
+        [
+            init,
+            f"module use {shlex.quote(str(moddir))}",
+            _dump(before),
+            f"module load {shlex.quote(name)} || exit 7",
+            checks,
+            _dump(loaded),
+            f"module unload {shlex.quote(name.split('/')[0])}",
+            _dump(after),
+        ]
+    )
+    proc = _bash(script, tmp, env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return (
+        proc,
+        _parse_env(before.read_text()),
+        _parse_env(loaded.read_text()),
+        _parse_env(after.read_text()),
+    )
+
+
+def _differences(a: dict[str, str], b: dict[str, str]) -> dict[str, tuple[str | None, str | None]]:
+    return {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k) and not _tool_own(k)}
+
+
+# --- modulefiles ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "init"), TOOLS)
+def test_module_load_finds_the_env_and_unload_restores_it(kind, init, env_prefix, tmp_path):
+    moddir = tmp_path / "modules"
+    result = pmpm("module", env_prefix, f"--{kind}", moddir)
+    assert result.code == 0, result.text
+    [written] = [p for p in moddir.rglob("*") if p.is_file()]
+    assert written.relative_to(moddir).parts[0] == "demo-env"
+    checks = "\n".join(
+        [
+            "demo-tool",
+            "pkg-config --modversion demo",
+            'echo "var=$DEMO_VAR"',
+            'echo "activated=$DEMO_ACTIVATED"',
+            "python -c \"import sys; print('python=' + sys.prefix)\"",
+            "command -v demo-tool",
+        ]
+    )
+    proc, before, loaded, after = _load_and_unload(init, moddir, "demo-env", tmp_path, checks)
+    lines = proc.stdout.splitlines()
+    assert f"demo-tool 2.0 prefix={env_prefix}" in lines  # binary and its library found
+    assert "2.0" in lines  # pkg-config sees libdemo's demo.pc
+    assert "var=hello world" in lines  # the env file's variables
+    assert f"activated={env_prefix}/share/demo-activate" in lines  # the activate.d script's effect
+    assert f"python={env_prefix}" in lines
+    assert loaded["PATH"].split(":")[0] == str(env_prefix / "bin")
+    assert loaded["CONDA_PREFIX"] == str(env_prefix)
+    assert str(env_prefix) in loaded["CMAKE_PREFIX_PATH"].split(":")
+    assert loaded["DEMO_SEARCH_PATH"].split(":")[0] == f"{env_prefix}/share/demo-activate"
+    man = loaded["MANPATH"].split(":")
+    assert man[0] == f"{env_prefix}/share/man" and "/usr/share/man" in man
+    assert "LD_LIBRARY_PATH" not in loaded  # conda packages find their libraries by RPATH
+    assert _differences(before, after) == {}
+
+
+@pytest.mark.parametrize(("kind", "init"), TOOLS)
+def test_modules_say_which_environment_they_are(kind, init, env_prefix, tmp_path):
+    from pmpm.record import environment_id
+
+    env_id = environment_id(env_prefix)
+    moddir = tmp_path / "modules"
+    assert pmpm("module", env_prefix, f"--{kind}", moddir, "--name", "site/demo/1.0").code == 0
+    proc = _bash(f"{init}\nmodule use {shlex.quote(str(moddir))}\nmodule whatis site/demo/1.0 2>&1\n"
+                 "module help site/demo/1.0 2>&1", tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "pmpm environment demo-env" in proc.stdout + proc.stderr
+    assert (env_id or "unknown (no record)") in proc.stdout + proc.stderr
+    assert str(env_prefix) in proc.stdout + proc.stderr
+
+
+def test_default_version_is_the_short_environment_id(env_prefix, tmp_path):
+    from pmpm.record import environment_id
+
+    env_id = environment_id(env_prefix)
+    assert env_id, "pmpm conda_install writes a record"
+    assert pmpm("module", env_prefix, "--lmod", tmp_path / "m").code == 0
+    assert (tmp_path / "m" / "demo-env" / f"{env_id[:12]}.lua").is_file()
+
+
+@pytest.mark.parametrize(("kind", "init"), TOOLS)
+def test_two_pmpm_environments_cannot_be_loaded_together(kind, init, env_prefix, tmp_path):
+    moddir = tmp_path / "modules"
+    for name in ("first/1", "second/1"):
+        assert pmpm("module", env_prefix, f"--{kind}", moddir, "--name", name).code == 0
+    script = f"""{init}
+export LMOD_AUTO_SWAP=no
+module use {shlex.quote(str(moddir))}
+module load first || exit 7
+module load second && exit 8
+module list 2>&1
+echo "active=$PMPM_MODULE"
+"""
+    proc = _bash(script, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "active=first/1" in proc.stdout
+    assert "second/1" not in proc.stdout.split("active=")[0].split("Loaded Module")[-1]
+
+
+@pytest.mark.parametrize(("kind", "init"), TOOLS)
+def test_external_mpi_module_is_required(kind, init, env_prefix, tmp_path):
+    """`_pmpm.mpi.module` is stored by the run; here the stored fact is set directly so that no
+    MPI needs to be loaded to make the environment."""
+    from pmpm import envinfo, layout
+
+    copy = tmp_path / "p"
+    shutil.copytree(env_prefix, copy, symlinks=True)
+    found = layout.find(copy)
+    envinfo.save(found, envinfo.EnvInfo(name="mpienv", mpi_module="fakempi/4.1"))
+    moddir, mpidir = tmp_path / "modules", tmp_path / "mpi-modules"
+    assert pmpm("module", copy, f"--{kind}", moddir).code == 0
+    text = next(p for p in moddir.rglob("*") if p.is_file()).read_text()
+    assert ('depends_on("fakempi/4.1")' if kind == "lmod" else 'prereq "fakempi/4.1"') in text
+    if kind == "lmod":
+        (mpidir / "fakempi").mkdir(parents=True)
+        (mpidir / "fakempi" / "4.1.lua").write_text('setenv("FAKEMPI_LOADED", "yes")\n')
+    else:
+        (mpidir / "fakempi").mkdir(parents=True)
+        (mpidir / "fakempi" / "4.1").write_text("#%Module1.0\nsetenv FAKEMPI_LOADED yes\n")
+    script = f"""{init}
+module use {shlex.quote(str(mpidir))}
+module use {shlex.quote(str(moddir))}
+module load mpienv
+echo "rc=$? mpi=${{FAKEMPI_LOADED-no}}"
+module unload mpienv
+echo "after=${{FAKEMPI_LOADED-no}}"
+"""
+    proc = _bash(script, tmp_path)
+    # both tools load the prerequisite along (Lmod: depends_on; Modules 5: prereq with auto_handling)
+    assert "rc=0 mpi=yes" in proc.stdout, proc.stdout + proc.stderr
+    assert "after=no" in proc.stdout
+
+
+def test_mpi_module_in_the_env_file_is_what_the_module_requires(tmp_path):
+    from pmpm.envinfo import EnvInfo
+    from pmpm.spec import load_env_file
+
+    env = tmp_path / "env.yml"
+    env.write_text("name: x\ndependencies: [python]\n_pmpm:\n  mpi: {module: openmpi/4.1}\n")
+    assert EnvInfo.from_spec(load_env_file(env)).mpi_module == "openmpi/4.1"
+
+
+def test_bad_module_name_and_non_environment_are_clear_errors(env_prefix, tmp_path):
+    result = pmpm("module", env_prefix, "--lmod", tmp_path / "m", "--name", "../../etc/x")
+    assert result.code == 1 and "is not a module name" in result.err and "Traceback" not in result.text
+    result = pmpm("module", tmp_path / "nothing", "--tcl", tmp_path / "m")
+    assert result.code == 1 and "not an environment made by pmpm" in result.err
+    result = pmpm("module", env_prefix)
+    assert result.code == 1 and "--lmod DIR" in result.err
+
+
+def test_someone_elses_modulefile_is_not_overwritten(env_prefix, tmp_path):
+    theirs = tmp_path / "m" / "demo-env" / "1.0.lua"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text('setenv("SITE", "x")\n')
+    result = pmpm("module", env_prefix, "--lmod", tmp_path / "m", "--name", "demo-env/1.0")
+    assert result.code == 1 and "not written by pmpm" in result.err
+    assert theirs.read_text() == 'setenv("SITE", "x")\n'
+
+
+# --- the env file's `_pmpm.modules` and `jupyter_kernel` ---------------------------------------
+
+
+def test_env_file_modules_and_kernel_are_refreshed_by_each_run(tmp_path, demo_channel):
+    prefix = tmp_path / "p"
+    pmpm_section = "_pmpm:\n  modules: {lmod: mods/lmod, tcl: mods/tcl}\n  jupyter_kernel: true\n"
+    env = write_env(tmp_path / "env.yml", [demo_channel.path], ["demo-tool", "python"], pmpm_section)
+    jupyter = {"JUPYTER_DATA_DIR": str(tmp_path / "jupyter")}
+    result = pmpm("conda_install", prefix, "--file", env, env=jupyter)
+    assert result.code == 0, result.text
+    assert "not acted on yet" not in result.text
+    lua = list((tmp_path / "mods" / "lmod" / "p").glob("*.lua"))
+    tcl = [p for p in (tmp_path / "mods" / "tcl" / "p").iterdir()]
+    assert len(lua) == 1 and len(tcl) == 1
+    assert tcl[0].read_text().startswith("#%Module")
+    assert "ipykernel" in result.out  # the demo python has no ipykernel: a note, not a failure
+    [kernel] = (tmp_path / "jupyter" / "kernels").glob("pmpm-p-*/kernel.json")
+    spec = json.loads(kernel.read_text())
+    assert spec["argv"] == [
+        str(prefix / "bin" / "python"),
+        "-m",
+        "ipykernel_launcher",
+        "-f",
+        "{connection_file}",
+    ]
+
+    write_env(env, [demo_channel.path], ["demo-tool", "python"], "variables:\n  NEW_VAR: v2\n" + pmpm_section)
+    result = pmpm("conda_install", prefix, "--file", env, env=jupyter)
+    assert result.code == 0, result.text
+    lua_now = list((tmp_path / "mods" / "lmod" / "p").glob("*.lua"))
+    assert len(lua_now) == 1  # the module of the environment's previous state is gone
+    assert '"NEW_VAR", "v2"' in lua_now[0].read_text()
+    assert lua_now != lua  # the version follows the environment id, which changed
+
+
+def test_kernel_name_is_stable_and_distinct_for_same_named_folders(tmp_path, env_prefix, monkeypatch):
+    from pmpm import jupyter, layout
+
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter"))
+    a, b = tmp_path / "a" / "env", tmp_path / "b" / "env"
+    for copy in (a, b):
+        shutil.copytree(env_prefix, copy, symlinks=True)
+    notes: list[str] = []
+    first = jupyter.register(layout.find(a), notes.append)
+    second = jupyter.register(layout.find(b), notes.append)
+    assert first is not None and second is not None and first != second
+    assert first.parent.name.startswith("pmpm-demo-env-")  # the env file's name, not the folder
+    assert jupyter.register(layout.find(a), notes.append) == first  # stable
+    assert any("add ipykernel" in n for n in notes)
+    spec = json.loads(first.read_text())
+    assert spec["argv"][0] == str(a / "bin" / "python")
+    assert str(a) in spec["display_name"] and spec["env"]["DEMO_VAR"] == "hello world"
+
+    # with ipykernel importable by the env's python, no note
+    [site] = list(a.glob("lib/python3*/site-packages"))
+    (site / "ipykernel").mkdir()
+    (site / "ipykernel" / "__init__.py").write_text("")
+    notes.clear()
+    jupyter.register(layout.find(a), notes.append)
+    assert not any("ipykernel" in n for n in notes), notes
+
+
+# --- pmpm activate / deactivate ------------------------------------------------------------------
+
+PMPM = f"{shlex.quote(sys.executable)} -m pmpm"
+
+
+def test_activate_then_deactivate_restores_bash_exactly(env_prefix, tmp_path):
+    p = shlex.quote(str(env_prefix))
+    script = f"""
+{_dump(tmp_path / "before")}
+eval "$({PMPM} activate {p})" || exit 7
+demo-tool; pkg-config --modversion demo; echo "var=$DEMO_VAR activated=$DEMO_ACTIVATED"
+{_dump(tmp_path / "active")}
+eval "$({PMPM} activate {p})" || exit 8
+{_dump(tmp_path / "again")}
+eval "$({PMPM} deactivate)" || exit 9
+{_dump(tmp_path / "after")}
+"""
+    env = _clean_env(tmp_path)
+    proc = _bash(script, tmp_path, env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"demo-tool 2.0 prefix={env_prefix}" in proc.stdout
+    assert "2.0" in proc.stdout.splitlines()
+    assert f"var=hello world activated={env_prefix}/share/demo-activate" in proc.stdout
+    before, active, again, after = (
+        _parse_env((tmp_path / n).read_text()) for n in ("before", "active", "again", "after")
+    )
+    assert active["PATH"] == f"{env_prefix}/bin:" + before["PATH"]
+    assert active["CONDA_PREFIX"] == str(env_prefix)
+    assert again == active  # activating again replaces: PATH does not grow
+    assert after == before
+
+
+def test_deactivate_keeps_what_the_user_added_after_activation(env_prefix, tmp_path):
+    p = shlex.quote(str(env_prefix))
+    script = f"""
+eval "$({PMPM} activate {p})" || exit 7
+export PATH="/opt/mine:$PATH" MINE=1
+eval "$({PMPM} deactivate)" || exit 9
+echo "PATH=$PATH MINE=$MINE CP=$CONDA_PREFIX"
+"""
+    env = _clean_env(tmp_path)
+    proc = _bash(script, tmp_path, env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"PATH=/opt/mine:{env['PATH']} MINE=1 CP=/some/earlier/conda" in proc.stdout
+
+
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+def test_activate_then_deactivate_restores_other_shells(shell, env_prefix, tmp_path):
+    exe = shutil.which(shell)
+    if exe is None:
+        pytest.skip(f"{shell} is not installed")
+    p = shlex.quote(str(env_prefix))
+    if shell == "zsh":
+        script = (f'env -0 > before; eval "$({PMPM} activate {p} --shell zsh)"; demo-tool; '
+                  f'eval "$({PMPM} deactivate --shell zsh)"; env -0 > after; true')  # fmt: skip
+        # (`; true`: zsh lowers SHLVL when it execs a script's last command in its place)
+    else:
+        script = (f"env -0 > before; {PMPM} activate {p} --shell fish | source; demo-tool; "
+                  f"{PMPM} deactivate --shell fish | source; env -0 > after")  # fmt: skip
+    env = _clean_env(tmp_path)
+    proc = subprocess.run(
+        [exe, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"prefix={env_prefix}" in proc.stdout
+    before, after = (_parse_env((tmp_path / n).read_text()) for n in ("before", "after"))
+    assert {k: v for k, v in after.items() if k != "_"} == {k: v for k, v in before.items() if k != "_"}
+
+
+def test_deactivate_without_an_active_env_prints_nothing():
+    assert "PMPM_ACTIVE_ENV" not in os.environ
+    result = pmpm("deactivate")
+    assert result.code == 0 and result.out == ""
+    assert "no pmpm environment is active" in result.err
+
+
+# --- system_install layout: a compiled stack beside a conda stack --------------------------------
+
+
+@pytest.fixture
+def system_root(env_prefix, tmp_path) -> Path:
+    """A hand-made system layout: the demo env as the conda stack, a compile stack with a
+    program, a library folder and a Python package."""
+    from pmpm import layout
+
+    root = tmp_path / "sys"
+    conda = root / "conda"
+    shutil.copytree(env_prefix, conda, symlinks=True)
+    shutil.rmtree(conda / "conda-meta" / "pmpm", ignore_errors=True)
+    found = layout.system_layout(root, conda)
+    pyver = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    compile_ = found.compile
+    (compile_ / "conda-meta").mkdir(parents=True)
+    (compile_ / "bin").mkdir()
+    (compile_ / "bin" / "sys-tool").write_text("#!/bin/sh\necho sys-tool from compile\n")
+    (compile_ / "bin" / "sys-tool").chmod(0o755)
+    (compile_ / "lib" / "pkgconfig").mkdir(parents=True)
+    (compile_ / "lib" / "pkgconfig" / "sysdemo.pc").write_text(
+        f"prefix={compile_}\nName: sysdemo\nDescription: x\nVersion: 7.1\n"
+    )
+    site = compile_ / "lib" / pyver / "site-packages" / "compiled_pkg"
+    site.mkdir(parents=True)
+    (site / "__init__.py").write_text("WHERE = 'compile'\n")
+    layout.write(found)
+    return root
+
+
+@pytest.mark.parametrize(("kind", "init"), TOOLS)
+def test_system_layout_module_joins_both_stacks(kind, init, system_root, tmp_path):
+    moddir = tmp_path / "modules"
+    result = pmpm("module", system_root, f"--{kind}", moddir, "--name", "sysenv/1")
+    assert result.code == 0, result.text
+    checks = "\n".join(
+        [
+            "sys-tool",
+            "demo-tool",  # a copy of the demo env: it prints the prefix it was installed in
+            "command -v demo-tool",
+            "pkg-config --modversion sysdemo",
+            "python -c \"import compiled_pkg; print('pkg=' + compiled_pkg.WHERE)\"",
+        ]
+    )
+    proc, before, loaded, after = _load_and_unload(init, moddir, "sysenv/1", tmp_path, checks)
+    compile_, conda = system_root / "compile", system_root / "conda"
+    assert "sys-tool from compile" in proc.stdout
+    assert "demo-tool 2.0 prefix=" in proc.stdout and str(conda / "bin" / "demo-tool") in proc.stdout
+    assert "7.1" in proc.stdout.splitlines() and "pkg=compile" in proc.stdout
+    assert loaded["PATH"].split(":")[:2] == [str(compile_ / "bin"), str(conda / "bin")]
+    assert loaded["LD_LIBRARY_PATH"] == str(compile_ / "lib")  # the compiled stack only
+    assert loaded["CONDA_PREFIX"] == str(conda)
+    assert _differences(before, after) == {}
+
+
+def test_system_layout_activation_joins_both_stacks(system_root, tmp_path):
+    script = f"""
+{_dump(tmp_path / "before")}
+eval "$({PMPM} activate {shlex.quote(str(system_root))})" || exit 7
+sys-tool; demo-tool; python -c "import compiled_pkg; print('pkg=' + compiled_pkg.WHERE)"
+eval "$({PMPM} deactivate)" || exit 9
+{_dump(tmp_path / "after")}
+"""
+    env = _clean_env(tmp_path)
+    proc = _bash(script, tmp_path, env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "sys-tool from compile" in proc.stdout and "pkg=compile" in proc.stdout
+    before, after = (_parse_env((tmp_path / n).read_text()) for n in ("before", "after"))
+    assert after == before
+
+
+ODD = "a \"quoted\" $HOME `id` [expr 1] {brace} back\\slash 'single' ;semi"
+#: activation keeps a newline; both module tools cut a value at its first newline when they write
+#: shell code (seen with Lmod 8.6 and Modules 5.2), so pmpm leaves such variables out of modules
+MULTILINE = ODD + "\nsecond line"
+
+
+@pytest.mark.parametrize(("kind", "init"), TOOLS)
+def test_odd_variable_values_arrive_exactly(kind, init, env_prefix, tmp_path):
+    from pmpm import variables
+
+    copy = tmp_path / "p"
+    shutil.copytree(env_prefix, copy, symlinks=True)
+    variables.write(copy, {"ODD_VALUE": ODD, "MULTILINE": MULTILINE})
+    moddir = tmp_path / "modules"
+    assert pmpm("module", copy, f"--{kind}", moddir, "--name", "odd/1").code == 0
+    _, before, loaded, after = _load_and_unload(init, moddir, "odd/1", tmp_path, "true")
+    assert loaded["ODD_VALUE"] == ODD
+    assert "MULTILINE" not in loaded  # left out of modules, with a comment saying why
+    assert "not set here: MULTILINE" in next(p for p in moddir.rglob("*") if p.is_file()).read_text()
+    assert _differences(before, after) == {}
+
+    script = f'eval "$({PMPM} activate {shlex.quote(str(copy))})"\n{_dump(tmp_path / "active")}'
+    proc = _bash(script, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    active = _parse_env((tmp_path / "active").read_text())
+    assert active["ODD_VALUE"] == ODD and active["MULTILINE"] == MULTILINE
