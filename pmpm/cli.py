@@ -207,6 +207,48 @@ def plan(
     )
 
 
+cache_app = typer.Typer(
+    no_args_is_help=True, help="The binary cache of compiled packages: list, push, prune."
+)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("list")
+def cache_list(
+    folder: Annotated[
+        Path | None, typer.Option("--cache", help="A shared cache folder instead of the local build channel.")
+    ] = None,
+) -> None:
+    """List the compiled packages in the cache: name, version, build key, size, last use."""
+    from pmpm import binary_cache
+
+    _guard(lambda: binary_cache.list_command(folder, _say))
+
+
+@cache_app.command("push")
+def cache_push(
+    dest: Annotated[Path, typer.Argument(help="A folder channel others read (shared disk, web root).")],
+    names: Annotated[list[str] | None, typer.Argument(help="Only these packages (default: all).")] = None,
+) -> None:
+    """Copy compiled packages from the local build channel into a shared cache folder, indexed."""
+    from pmpm import binary_cache
+
+    _guard(lambda: binary_cache.push_command(dest, names or [], _say))
+
+
+@cache_app.command("prune")
+def cache_prune(
+    older_than: Annotated[
+        float | None, typer.Option("--older-than", help="Remove packages not used for this many days.")
+    ] = None,
+    everything: Annotated[bool, typer.Option("--all", help="Remove every package.")] = False,
+) -> None:
+    """Remove compiled packages from the local build channel (installing or building one counts as use)."""
+    from pmpm import binary_cache
+
+    _guard(lambda: binary_cache.prune_command(older_than, everything, _say))
+
+
 recipes_app = typer.Typer(no_args_is_help=True, help="Build recipes: list and show them.")
 app.add_typer(recipes_app, name="recipes")
 RecipeDirs = Annotated[

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pmpm import conda
+from pmpm.binary_cache import BinaryCache, build_channel, index
 from pmpm.builders import Flags
 from pmpm.errors import PmpmError, located
 from pmpm.fsutil import atomic_write_text, mirror_tree
@@ -42,8 +43,8 @@ def _untracked(name: str) -> bool:
     return any(fnmatch(name, pattern) for pattern in _UNTRACKED)
 
 
-def build_channel() -> Path:
-    return conda.cache_dir() / "channel"
+#: length of the padded build prefix: installs relocate into any PREFIX up to this long
+BUILD_PREFIX_LENGTH = 240
 
 
 class ToolContext:
@@ -80,6 +81,10 @@ class ToolContext:
 
     def forget(self) -> None:
         self.__dict__.pop("_resolved", None)
+
+    def provider(self) -> str | None:
+        """Where it comes from (``conda``/``external``), without counting as a use."""
+        return self._resolved.get("provider")
 
 
 def _mpi_values(mpi, reason: str, say: Say) -> dict[str, str]:
@@ -167,13 +172,8 @@ class Compiler:
             lambda: _mpi_values(*self.choose_mpi(), self.say),
             "install an MPI (conda's mpich/openmpi, or the system's) or set `_pmpm: {mpi: ...}`",
         )
-        self.python = ToolContext(
-            "python",
-            lambda: _python_values(self.python_exe(), self.prefix),
-            "add python to the env file's dependencies"
-            if self.base is not None
-            else "put the site's python3 on PATH (e.g. `module load python`)",
-        )
+        self._pythons: dict[Path, ToolContext] = {}
+        self.cache = BinaryCache(self.spec.pmpm.cache, self.spec.path.parent, self.say)
         self._hosts: dict[str, Any] = {}
         self.planned: list[Step] = []
         self._prefix_lock = threading.Lock()
@@ -216,44 +216,67 @@ class Compiler:
             )
         return self._hosts[target]
 
-    def flags(self, host) -> Flags:
+    def _stacks(self, where: Path | None) -> list[Path]:
+        """The prefixes a build sees: its build prefix (conda_install), or both stacks."""
+        return [where] if where is not None else self._prefixes
+
+    def flags(self, host, where: Path | None = None) -> Flags:
         base = host.flags()
-        libs = [p / "lib" for p in self._prefixes]
+        stacks = self._stacks(where)
         return Flags(
             cflags=base.cflags,
             cxxflags=base.cxxflags,
             fflags=base.fflags,
-            ldflags=" ".join(f"-L{lib} -Wl,-rpath,{lib}" for lib in libs),
-            cppflags=" ".join(f"-I{p / 'include'}" for p in self._prefixes),
+            ldflags=" ".join(f"-L{p / 'lib'} -Wl,-rpath,{p / 'lib'}" for p in stacks),
+            cppflags=" ".join(f"-I{p / 'include'}" for p in stacks),
         )
 
-    def context(self, host, flags: Flags) -> dict[str, Any]:
+    def context(self, host, flags: Flags, where: Path | None = None) -> dict[str, Any]:
         return {
-            "prefix": str(self.prefix),
+            "prefix": str(where or self.prefix),
             "conda_prefix": str(self.base) if self.base is not None else "",
             "flags": asdict(flags),
             "target": host.as_template(),
             "compilers": {k: c.path for k, c in host.compilers.items()},
             "mpi": self.mpi,
-            "python": self.python,
+            "python": self._python_context(where or self.prefix),
             "jobs": self.jobs,
         }
 
+    def _python_context(self, where: Path) -> ToolContext:
+        """``{{ python.* }}`` for packages installed under ``where`` (site_packages differs)."""
+        if where not in self._pythons:
+            self._pythons[where] = ToolContext(
+                "python",
+                lambda: _python_values(self.python_exe(), where),
+                "add python to the env file's dependencies"
+                if self.base is not None
+                else "put the site's python3 on PATH (e.g. `module load python`)",
+            )
+        return self._pythons[where]
+
     def build_env(
-        self, host, flags: Flags, recipe_env: dict[str, str], *, jobs: int | None = None
+        self,
+        host,
+        flags: Flags,
+        recipe_env: dict[str, str],
+        *,
+        jobs: int | None = None,
+        where: Path | None = None,
+        python: Path | None = None,
     ) -> dict[str, str]:
         env = dict(os.environ)
         # the prefix's tools first (in system_install mode: the compiled stack's, then the host's,
         # then the conda stack's); build tools installed beside pmpm (meson, ninja, cmake from
         # PyPI) last, so a pipx-installed pmpm can build meson projects. `python` is always the
         # interpreter packages are built for (a folder with that one link comes first).
-        python = self.python_exe()
+        python = python or self.python_exe()
         shims = [str(self._python_shim(python))] if python is not None else []
+        stacks = [str(p / "bin") for p in self._stacks(where)]
         if self.system:
-            stacks = [str(p / "bin") for p in self._prefixes]
             path = [*shims, stacks[0], self.host_path(), *stacks[1:], str(Path(sys.executable).parent)]
         else:
-            path = [*shims, str(self.prefix / "bin"), env.get("PATH", ""), str(Path(sys.executable).parent)]
+            path = [*shims, *stacks, env.get("PATH", ""), str(Path(sys.executable).parent)]
         env["PATH"] = os.pathsep.join(p for p in path if p)
         for var, lang in (("CC", "cc"), ("CXX", "cxx"), ("FC", "fc"), ("F77", "fc")):
             if lang in host.compilers:
@@ -266,9 +289,9 @@ class Compiler:
             CPPFLAGS=flags.cppflags,
             LDFLAGS=flags.ldflags,
             PKG_CONFIG_PATH=os.pathsep.join(
-                str(p / sub / "pkgconfig") for p in self._prefixes for sub in ("lib", "share")
+                str(p / sub / "pkgconfig") for p in self._stacks(where) for sub in ("lib", "share")
             ),
-            CMAKE_PREFIX_PATH=os.pathsep.join(str(p) for p in self._prefixes),
+            CMAKE_PREFIX_PATH=os.pathsep.join(str(p) for p in self._stacks(where)),
             CPU_COUNT=str(jobs or self.jobs),
         )
         env.update(recipe_env)
@@ -288,21 +311,47 @@ class Compiler:
     def _requests(self) -> dict[str, Any]:
         return {r.name: r for r in self.spec.pmpm.packages}
 
-    def _render(self, name: str, *, requires_only: bool = False):
+    def build_prefix(self, name: str) -> Path | None:
+        """Where a package is built in conda_install mode: a padded folder of its own holding
+        only what it requires, named longer than any prefix it will be installed into, so the
+        installer relocates its text and binary placeholders anywhere, as conda-build's
+        ``_h_env_placehold...`` does. That makes the package reusable by other prefixes and
+        machines (the binary cache). None in system_install mode and for prefixes too long to
+        fit: such builds happen in PREFIX itself, which is then part of the build key."""
+        if self.system:
+            return None
+        head = f"{conda.cache_dir() / 'bp'}/{name}-{digest({'prefix': str(self.prefix)})[:8]}_"
+        pad = BUILD_PREFIX_LENGTH - len(head)
+        if pad < 8 or len(str(self.prefix)) > BUILD_PREFIX_LENGTH:
+            return None
+        return Path(head + ("placehold_" * 26)[:pad])
+
+    def _render(self, name: str, *, requires_only: bool = False, place: Path | str | None = "auto"):
         request = self._requests().get(name)
         where = located(self.spec.path, request.line) if request else None
         options = dict(request.options) if request else {}
         target = str(options.get("target") or self.spec.pmpm.target)
         host = self.host(target)
-        flags = self.flags(host)
-        self.mpi.used = self.python.used = False
+        if place == "auto":
+            place = self.build_prefix(name)
+        flags = self.flags(host, place)
+        python = self._python_context(place or self.prefix)
+        self.mpi.used = python.used = False
         recipe, chosen = recipe_for(
-            self.book, name, options, self.context(host, flags), where=where, requires_only=requires_only
+            self.book,
+            name,
+            options,
+            self.context(host, flags, place),
+            where=where,
+            requires_only=requires_only,
         )
+        if place is not None and self.mpi.used and self.mpi.provider() == "conda":
+            # conda's MPI wrappers name PREFIX itself: such a package is built there
+            return self._render(name, requires_only=requires_only, place=None)
         if recipe.system == "python":  # built by that interpreter, whether the recipe names it or not
-            self.python.used = True
-        tools = {"mpi": self.mpi.identity(), "python": self.python.identity()}
-        return recipe, chosen, host, flags, target, where, tools
+            python.used = True
+        tools = {"mpi": self.mpi.identity(), "python": python.identity()}
+        return recipe, chosen, host, flags, target, where, tools, place
 
     def conda_specs(self) -> list[str]:
         """Conda packages the recipes build against: they join the conda stage's solve."""
@@ -321,7 +370,7 @@ class Compiler:
         (conda's compilers or MPI may have arrived with it)."""
         self._hosts.clear()
         self.mpi.forget()
-        self.python.forget()
+        self._pythons.clear()
 
     def plan(self, installed: list) -> list[Step]:
         from pmpm.sources import SourceSpec
@@ -341,7 +390,7 @@ class Compiler:
             conda_side = {r.name.normalized: r for r in stack}
         steps: dict[str, Step] = {}
         for name in names:
-            recipe, options, host, flags, target, where, tools = prepare(name)
+            recipe, options, host, flags, target, where, tools, place = prepare(name)
             plugin = recipe.origin.startswith("plugin")
             base = self.spec.path.parent if plugin else Path(recipe.origin).parent
             source = SourceSpec.from_dict(recipe.source, where=f"{recipe.origin} (source)", base_dir=base)
@@ -359,7 +408,7 @@ class Compiler:
                     conda_deps[dep] = "from the host" if self.base is None else "not installed yet"
             inputs = {
                 "format": KEY_FORMAT,
-                "recipe": digest({"recipe": recipe.canonical()}),
+                "recipe": digest({"recipe": self._neutral(recipe.canonical(), place)}),
                 "source": fetched.identity,
                 "flags": asdict(flags),
                 "compilers": {
@@ -368,7 +417,7 @@ class Compiler:
                 },
                 "target": host.target,
                 "options": options,
-                "prefix": str(self.prefix),
+                "prefix": "relocatable" if place is not None else str(self.prefix),
                 "recipes": {dep: steps[dep].key for dep in recipe.requires_recipes},
                 "conda": conda_deps,
                 **tools,
@@ -379,22 +428,26 @@ class Compiler:
                 source,
                 fetched.identity,
                 target,
-                inputs,
-                digest(inputs),
+                self._neutral(inputs, place),
+                digest(self._neutral(inputs, place)),
                 where=where,
                 fetched=fetched,
+                place=place,
             )
             current = by_name.get(name)
             forced = "--fresh" if self.fresh else "--rebuild" if name in self.rebuild else None
-            if current is not None and str(current.build) == step.build_string and forced:
-                step.decision = "rebuild"
+            if forced:  # built again, never taken from the cache
+                step.decision = "rebuild" if current is not None else "new"
                 step.reasons = [f"forced by {forced}"]
             elif current is not None and str(current.build) == step.build_string:
                 step.decision = "up to date"
+            elif place is not None and (hit := self.cache.find(step.filename)) is not None:
+                step.decision, step.cached = "from cache", hit
+                step.reasons = [f"built before: {hit.parent.parent}"]
             elif current is not None:
                 step.decision = "rebuild"
                 old = stored_inputs(self.prefix, name)
-                step.reasons = explain_change(old, inputs)
+                step.reasons = explain_change(old, step.inputs)
                 if old and source.kind == "path" and old.get("source") != inputs["source"]:
                     said = self._source_change(source, old["source"], inputs["source"])
                     step.reasons = [said if r.startswith("source changed") else r for r in step.reasons]
@@ -406,6 +459,18 @@ class Compiler:
         python = self.python_exe()
         return str(python) if python is not None else None
 
+    def _neutral(self, value: Any, place: Path | None) -> Any:
+        """``value`` with the build prefix and PREFIX written as a placeholder: a relocatable
+        package's key is the same for every prefix and every machine's cache folder."""
+        if place is None:
+            return value
+        text = json.dumps(value, sort_keys=True)
+        # the build prefix stands for PREFIX (the installer relocates one to the other); the
+        # token is the record's (pmpm.record)
+        for path in (place, self.prefix):
+            text = text.replace(json.dumps(str(path))[1:-1], "${prefix}")
+        return json.loads(text)
+
     # ---------------------------------------------------------------- building
 
     def run(self, steps: list[Step]) -> None:
@@ -414,7 +479,9 @@ class Compiler:
         built = [step for step in steps if step.decision != "up to date"]
         if built:
             self._schedule(built)
-            index_build_channel()
+            if any(step.cached is None for step in built):
+                index(build_channel())
+            self.cache.finish()
 
     def _schedule(self, built: list[Step]) -> None:
         """Build each package as soon as the packages it requires are installed, several at a
@@ -460,9 +527,13 @@ class Compiler:
         from pmpm.builders import registry
         from pmpm.execute import build_package
 
+        if step.cached is not None:
+            self._take_from_cache(step, progress)
+            return
         recipe = step.recipe
         host = self.host(step.target)
-        flags = self.flags(host)
+        place = step.place
+        flags = self.flags(host, place)
         local = step.source.kind == "path"
         if local:
             # a local tree under development: its build folder is kept (per prefix and package)
@@ -487,7 +558,13 @@ class Compiler:
                 registry.get(recipe.system, where=recipe.origin) if recipe.system else registry.detect(tree)
             )
             with self._prefix_lock:
-                depends = self._depends(step, conda.installed_records(self.prefix))
+                installed = conda.installed_records(self.prefix)
+            depends = self._depends(step, installed)
+            python = self.python_exe()
+            if place is not None:
+                self._host_env(step, place, installed)
+                if (place / "bin" / "python").exists():
+                    python = place / "bin" / "python"
             jobs = jobs or self.jobs
             say = progress.say if progress is not None else self.say
             started = f"building {step.name} {recipe.version} ({builder.name}, target {host.target})"
@@ -501,15 +578,15 @@ class Compiler:
                 build_string=step.build_string,
                 source_tree=tree,
                 work=work,
-                prefix=self.prefix,
+                prefix=place or self.prefix,
                 builder=builder,
                 flags=flags,
-                env=self.build_env(host, flags, recipe.env, jobs=jobs),
+                env=self.build_env(host, flags, recipe.env, jobs=jobs, where=place, python=python),
                 args=recipe.args,
                 script=recipe.script,
                 tests=recipe.test_commands if self.spec.pmpm.tests else [],
                 jobs=jobs,
-                python=Path(python) if (python := self._python_exe()) else None,
+                python=python,
                 depends=depends,
                 out_dir=build_channel() / conda.host_subdir(),
                 extra={"pmpm": {"key": step.key, "inputs": step.inputs, "origin": recipe.origin}},
@@ -517,12 +594,9 @@ class Compiler:
             )
             with self._prefix_lock:  # one installer at a time; each sees the others' results
                 self._install(result.package, conda.installed_records(self.prefix))
-            atomic_write_text(
-                pmpm_dir(self.prefix) / "builds" / f"{step.name}.json",
-                json.dumps(
-                    {**step.inputs, "record": build_details(step, self.book)}, indent=1, sort_keys=True
-                ),
-            )
+            self._keep_inputs(step)
+            if place is not None:
+                self.cache.store(result.package)
             finished = f"installed {step.name} {recipe.version} ({result.files} files; log: {result.log})"
             if progress is not None:
                 progress.finished(step.name, finished)
@@ -535,6 +609,47 @@ class Compiler:
                 )
             elif not local:  # a local tree's build folder stays for the next, incremental build
                 shutil.rmtree(work, ignore_errors=True)
+            if place is not None:
+                shutil.rmtree(place, ignore_errors=True)
+
+    def _keep_inputs(self, step: Step) -> None:
+        atomic_write_text(
+            pmpm_dir(self.prefix) / "builds" / f"{step.name}.json",
+            json.dumps(
+                {**step.inputs, "record": self._neutral(build_details(step, self.book), step.place)},
+                indent=1,
+                sort_keys=True,
+            ),
+        )
+
+    def _take_from_cache(self, step: Step, progress) -> None:
+        assert step.cached is not None
+        with self._prefix_lock:
+            self._install(step.cached, conda.installed_records(self.prefix))
+        self.cache.used(step.cached)
+        self._keep_inputs(step)
+        text = f"installed {step.name} {step.recipe.version} from the binary cache ({step.cached})"
+        if progress is not None:
+            progress.finished(step.name, text)
+        else:
+            self.say(text)
+
+    def _host_env(self, step: Step, place: Path, installed: list) -> None:
+        """The build prefix holds what the package requires (and what that requires), linked
+        from the package cache as in PREFIX, and nothing else: a fresh one per build."""
+        by_name = {r.name.normalized: r for r in installed}
+        wanted: set[str] = set()
+        todo = [*step.inputs["conda"], *step.inputs["recipes"]]
+        while todo:
+            name = todo.pop()
+            if name in wanted or name not in by_name:
+                continue
+            wanted.add(name)
+            todo += [d.split()[0] for d in by_name[name].depends]
+        shutil.rmtree(place, ignore_errors=True)
+        place.mkdir(parents=True)
+        if wanted:
+            conda.install([by_name[n] for n in sorted(wanted)], place, installed=[], requested=[])
 
     def _source_change(self, source, old: str, new: str) -> str:
         """ "source changed: a.c, b.h (+3 more)" when the local tree's stat cache remembers both."""
@@ -594,20 +709,6 @@ def _width(needs: dict[str, set[str]]) -> int:
     for name in needs:
         counts[depth(name)] = counts.get(depth(name), 0) + 1
     return max(counts.values(), default=1)
-
-
-def index_build_channel() -> None:
-    """Keep the build channel's repodata current, so it can serve as a channel (and a cache)."""
-    from rattler.index import index_fs
-
-    channel = build_channel()
-    (channel / "noarch").mkdir(parents=True, exist_ok=True)
-
-    async def go() -> None:
-        await index_fs(channel, write_zst=False, write_shards=False)
-        await asyncio.sleep(0.05)
-
-    asyncio.run(go())
 
 
 def remove_compiled(prefix: Path, installed: list, wanted: set[str]) -> list[str]:

@@ -130,9 +130,7 @@ def _layout_fingerprint(layout) -> dict[str, str]:
 
 
 #: `_pmpm` keys that load and validate but that this version does not act on yet
-_NOT_YET = {
-    "cache": "binary caches",
-}
+_NOT_YET: dict[str, str] = {}
 
 
 def _not_yet(section) -> list[str]:
@@ -257,6 +255,8 @@ def _solve(spec, layout, opts: Options, compiler, say: Say):
         )
     installed = conda.installed_records(layout.conda)
     conda_installed = [r for r in installed if not conda.is_compiled(r)]
+    if not (specs or extra or conda_installed):
+        return channels, specs, installed, []  # nothing conda to solve for (compiled only)
     describe = {d.name: located(spec.path, d.line) for d in spec.dependencies}
     records = conda.solve(
         specs + extra,

@@ -35,16 +35,22 @@ class Step:
     target: str
     inputs: dict[str, Any]
     key: str
-    decision: str = "new"  # new | up to date | rebuild
+    decision: str = "new"  # new | up to date | rebuild | from cache
     reasons: list[str] = field(default_factory=list)
     where: str | None = None
     fetched: Any = None  # pmpm.sources.FetchedSource, once the source is identified
+    place: Path | None = None  # the padded build prefix (relocatable), or None: built in PREFIX
+    cached: Path | None = None  # the package file, when the decision is "from cache"
 
     @property
     def build_string(self) -> str:
         from pmpm.conda import BUILD_PREFIX
 
         return f"{BUILD_PREFIX}{self.key[:12]}"
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}-{self.recipe.version}-{self.build_string}.conda"
 
     def explain(self) -> str:
         why = f" ({'; '.join(self.reasons)})" if self.reasons else ""

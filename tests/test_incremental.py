@@ -30,6 +30,8 @@ def project(tmp_path: Path):
     src = tmp_path / "src"
     (src / "many").mkdir(parents=True)
     (src / "many" / "Makefile").write_text(MAKEFILE)
+    # a tree of its own: the same sources as another test's would come from the binary cache
+    (src / "many" / "README").write_text(f"test tree {tmp_path.name}\n")
     for i in range(8):
         (src / "many" / f"f{i}.c").write_text(f"int f{i}(void) {{ return {i + 40}; }}\n")
     (src / "app").mkdir()

@@ -84,7 +84,7 @@ def test_provenance_names_the_environment_host_and_commit(built, tmp_path):
     code = "import json, pmpm; print(json.dumps(pmpm.provenance()))"
     clean = json.loads(_in_env(prefix, "-c", code, cwd=repo).stdout)
     assert clean["environment_id"] == env_id(prefix)
-    assert clean["verify"]["ok"] is True
+    assert clean["verify"]["ok"] is True, clean["verify"]
     assert clean["git"] == {"root": str(repo), "commit": commit, "dirty": False}
     assert clean["host"]["target"] and clean["command"][-1] == "-c"
     (repo / "analysis.py").write_text("print(2)\n")

@@ -12,6 +12,14 @@ from tests.clihelp import pmpm
 from tests.recordhelp import make_project
 
 
+def _edit(path, data: bytes) -> None:
+    """Change an installed file as an editor that saves a new file does. Installed files are
+    hard links into the package cache, shared by every prefix with that package (as with
+    conda): writing into one in place would change them all."""
+    path.unlink()
+    path.write_bytes(data)
+
+
 @pytest.fixture
 def built(tmp_path, demo_channel):
     project = make_project(tmp_path, demo_channel.path)
@@ -30,7 +38,7 @@ def test_a_fresh_environment_verifies(built):
 
 def test_modified_deleted_and_extra_files_are_listed(built):
     _, prefix = built
-    (prefix / "include" / "greet.h").write_text("/* changed */\n")  # a compiled package's file
+    _edit(prefix / "include" / "greet.h", b"/* changed */\n")  # a compiled package's file
     (prefix / "share" / "hello" / "where.txt").unlink()
     (prefix / "lib" / "stray.so").write_bytes(b"\0")
     result = pmpm("verify", prefix)
@@ -48,7 +56,7 @@ def test_modified_deleted_and_extra_files_are_listed(built):
 def test_a_modified_conda_package_file_is_caught(built):
     _, prefix = built
     target = prefix / "lib" / "libdemo.so.2.0.0"
-    target.write_bytes(target.read_bytes() + b"\0")
+    _edit(target, target.read_bytes() + b"\0")
     result = pmpm("verify", prefix)
     assert result.code == 1 and "modified: lib/libdemo.so.2.0.0 (libdemo)" in result.out
 
