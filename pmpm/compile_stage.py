@@ -8,7 +8,6 @@ The caller holds the prefix lock and the journal: a failure anywhere puts PREFIX
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -476,12 +475,15 @@ class Compiler:
     def run(self, steps: list[Step]) -> None:
         for step in steps:
             self.say(f"  {step.explain()}")
-        built = [step for step in steps if step.decision != "up to date"]
+        cached = [step for step in steps if step.cached is not None]
+        if cached:
+            # one transaction for all of them: their keys already name the builds they require
+            self._take_from_cache(cached)
+        built = [step for step in steps if step.decision != "up to date" and step.cached is None]
         if built:
             self._schedule(built)
-            if any(step.cached is None for step in built):
-                index(build_channel())
-            self.cache.finish()
+            index(build_channel())
+        self.cache.finish()
 
     def _schedule(self, built: list[Step]) -> None:
         """Build each package as soon as the packages it requires are installed, several at a
@@ -496,7 +498,7 @@ class Compiler:
         from pmpm.progress import BuildProgress
 
         names = {s.name for s in built}
-        needs = {s.name: set(s.recipe.requires_recipes) & names for s in built}
+        needs = {s.name: set(s.recipe.requires_recipes) & names for s in built}  # the rest are in
         workers = max(1, min(self.jobs, _width(needs)))
         share = max(1, self.jobs // workers)
         if workers > 1:
@@ -527,9 +529,6 @@ class Compiler:
         from pmpm.builders import registry
         from pmpm.execute import build_package
 
-        if step.cached is not None:
-            self._take_from_cache(step, progress)
-            return
         recipe = step.recipe
         host = self.host(step.target)
         place = step.place
@@ -593,7 +592,7 @@ class Compiler:
                 incremental=local,
             )
             with self._prefix_lock:  # one installer at a time; each sees the others' results
-                self._install(result.package, conda.installed_records(self.prefix))
+                self._install([result.package], conda.installed_records(self.prefix))
             self._keep_inputs(step)
             if place is not None:
                 self.cache.store(result.package)
@@ -622,17 +621,15 @@ class Compiler:
             ),
         )
 
-    def _take_from_cache(self, step: Step, progress) -> None:
-        assert step.cached is not None
+    def _take_from_cache(self, steps: list[Step]) -> None:
+        packages = [step.cached for step in steps if step.cached is not None]
         with self._prefix_lock:
-            self._install(step.cached, conda.installed_records(self.prefix))
-        self.cache.used(step.cached)
-        self._keep_inputs(step)
-        text = f"installed {step.name} {step.recipe.version} from the binary cache ({step.cached})"
-        if progress is not None:
-            progress.finished(step.name, text)
-        else:
-            self.say(text)
+            self._install(packages, conda.installed_records(self.prefix))
+        for step in steps:
+            assert step.cached is not None
+            self.cache.used(step.cached)
+            self._keep_inputs(step)
+            self.say(f"installed {step.name} {step.recipe.version} from the binary cache ({step.cached})")
 
     def _host_env(self, step: Step, place: Path, installed: list) -> None:
         """The build prefix holds what the package requires (and what that requires), linked
@@ -675,18 +672,17 @@ class Compiler:
                 depends.append(f"{dep} =={record.version} {record.build}")
         return depends
 
-    def _install(self, package: Path, installed: list) -> None:
+    def _install(self, packages: list[Path], installed: list) -> None:
+        """Install package files into PREFIX in one transaction, replacing same-named ones."""
         from rattler import RepoDataRecord
 
         async def read():
-            record = await RepoDataRecord.from_package_archive(package)
-            await asyncio.sleep(0.05)
-            return record
+            return [await RepoDataRecord.from_package_archive(p) for p in packages]
 
-        record = asyncio.run(read())
-        name = record.name.normalized
-        records = [r for r in installed if r.name.normalized != name] + [record]
-        conda.install(records, self.prefix, installed=installed, requested=[])
+        records = conda._run(read(), settle=False)  # the install right after settles
+        names = {r.name.normalized for r in records}
+        keep = [r for r in installed if r.name.normalized not in names]
+        conda.install(keep + records, self.prefix, installed=installed, requested=[])
 
     def watched_files(self) -> list[Path]:
         """Files whose change must end the no-op shortcut: recipe files and the compilers."""

@@ -207,6 +207,8 @@ def render(data: dict[str, Any], context: dict[str, Any], *, origin: str) -> Rec
 
     def one(value: Any, path: str) -> Any:
         if isinstance(value, str):
+            if "{" not in value:  # no template markup: compiling it would cost more than the rest
+                return value
             try:
                 return env.from_string(value).render(context)
             except jinja2.TemplateError as exc:
