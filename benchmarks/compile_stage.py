@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conda_stage import (
     FLOOR_IMPORTS,
     build_channel,
+    bytecode_as_installed,
     choose_request,
     pmpm_command,
     run_timed,
@@ -211,6 +212,7 @@ def bench_cache(work: Path, env: dict[str, str], repeat: int) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    bytecode_as_installed()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--workdir", type=Path)

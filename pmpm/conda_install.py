@@ -238,7 +238,6 @@ def _solve(spec, layout, opts: Options, compiler, say: Say):
     """Solve the conda stack; (channels, specs, its installed records, the solution)."""
     from pmpm import conda
     from pmpm.errors import located
-    from pmpm.mpi import check_conda_mpi, conda_constraints
 
     if layout.conda is None:
         if spec.dependencies:
@@ -247,7 +246,11 @@ def _solve(spec, layout, opts: Options, compiler, say: Say):
     channels, specs = _channels_and_specs(spec, opts)
     extra = compiler.conda_specs() if compiler else []
     mpi = _external_mpi(spec, layout, compiler)
-    constraints = conda_constraints(mpi)
+    constraints: list[str] = []
+    if mpi is not None:  # (pmpm.mpi is imported only then: it is not small)
+        from pmpm.mpi import conda_constraints
+
+        constraints = conda_constraints(mpi)
     if constraints:
         say(
             f"MPI: conda packages that need one get conda-forge's external build "
@@ -267,7 +270,10 @@ def _solve(spec, layout, opts: Options, compiler, say: Say):
         describe=describe,
         constraints=constraints,
     )
-    check_conda_mpi(records, mpi)
+    if mpi is not None:
+        from pmpm.mpi import check_conda_mpi
+
+        check_conda_mpi(records, mpi)
     return channels, specs, installed, records
 
 

@@ -27,6 +27,7 @@ heavy at module level (no py-rattler, no archspec).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -496,15 +497,50 @@ def _pip_packages(stack: Path, stack_name: str, unowned: list[str]) -> list[PipP
     return found
 
 
-def describe_host() -> Host:
-    import platform
+def _cpu_fingerprint() -> str:
+    """What archspec reads to name the CPU (model, flags), and the kernel: a change of either
+    means asking archspec again."""
+    try:
+        with open("/proc/cpuinfo", "rb") as handle:
+            first = handle.read(1 << 16).split(b"\n\n", 1)[0]
+    except OSError:
+        first = b""
+    return hashlib.sha256(first + os.uname().release.encode()).hexdigest()
 
+
+def _host_target() -> str | None:
+    """archspec's name for this CPU, remembered in pmpm's cache per CPU: importing archspec and
+    detecting costs more than the rest of the record, on every install."""
+    try:
+        from pmpm.conda import cache_dir
+
+        memo = cache_dir() / "host-target.json"
+    except ImportError:  # an experiment's environment without py-rattler: just ask
+        memo = None
+    fingerprint = _cpu_fingerprint()
+    if memo is not None:
+        try:
+            known = json.loads(memo.read_text())
+            if known.get("cpu") == fingerprint:
+                return known.get("target")
+        except (OSError, ValueError, AttributeError):
+            pass
     try:
         import archspec.cpu
 
         target = archspec.cpu.host().name
     except Exception:  # archspec on an unknown CPU: the record is still useful without it
-        target = None
+        return None
+    if memo is not None:
+        with contextlib.suppress(OSError):
+            atomic_write_text(memo, json.dumps({"cpu": fingerprint, "target": target}))
+    return target
+
+
+def describe_host() -> Host:
+    import platform
+
+    target = _host_target()
     os_name = None
     try:
         text = Path("/etc/os-release").read_text()
