@@ -561,3 +561,39 @@ def test_odd_variable_values_arrive_exactly(kind, init, env_prefix, tmp_path):
     assert proc.returncode == 0, proc.stderr
     active = _parse_env((tmp_path / "active").read_text())
     assert active["ODD_VALUE"] == ODD and active["MULTILINE"] == MULTILINE
+
+
+@pytest.mark.parametrize(("kind", "init"), TOOLS)
+def test_system_install_module_from_the_env_file(kind, init, demo_channel, tmp_path):
+    """A real system_install: the compiled stack (a program linking the conda stack's libdemo,
+    and a pkg-config file) and the conda stack, published by `_pmpm.modules` and loaded."""
+    (tmp_path / "src" / "usedemo").mkdir(parents=True)
+    (tmp_path / "src" / "usedemo" / "usedemo.c").write_text(
+        '#include <stdio.h>\n#include <demo.h>\nint main(void) { printf("usedemo %s\\n", demo_version()); }\n'
+    )
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "usedemo.yaml").write_text(
+        "name: usedemo\nversion: '3.1'\nsource: {path: ../src/usedemo}\nrequires: {conda: [libdemo]}\n"
+        "build:\n  system: script\n  script: |\n"
+        "    mkdir -p $STAGE_PREFIX/bin $STAGE_PREFIX/lib/pkgconfig\n"
+        "    $CC $CFLAGS $CPPFLAGS -o $STAGE_PREFIX/bin/usedemo $SRC_DIR/usedemo.c $LDFLAGS -ldemo\n"
+        "    printf 'Name: usedemo\\nDescription: d\\nVersion: 3.1\\n'"
+        " > $STAGE_PREFIX/lib/pkgconfig/usedemo.pc\n"
+    )
+    env = write_env(
+        tmp_path / "env.yml",
+        [demo_channel.path],
+        ["libdemo", "python"],
+        extra="_pmpm:\n  recipes: [recipes]\n  packages: [usedemo]\n"
+        f"  modules: {{{kind}: mods, name: proj/1}}\n",
+    )
+    root = tmp_path / "stack"
+    result = pmpm("system_install", root, "--file", env)
+    assert result.code == 0, result.text
+    checks = "\n".join(["usedemo", "pkg-config --modversion usedemo", "command -v python"])
+    proc, before, loaded, after = _load_and_unload(init, tmp_path / "mods", "proj/1", tmp_path, checks)
+    lines = proc.stdout.splitlines()
+    assert "usedemo 2.0" in lines and "3.1" in lines
+    assert str(root / "conda" / "bin" / "python") in lines
+    assert loaded["PATH"].split(":")[:2] == [str(root / "compile" / "bin"), str(root / "conda" / "bin")]
+    assert _differences(before, after) == {}
