@@ -34,11 +34,14 @@ class BuildProgress(AbstractContextManager):
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
                 BarColumn(),
-                TextColumn("{task.completed}/{task.total}"),
+                TextColumn("{task.fields[count]}"),
                 TimeElapsedColumn(),
             )
             self._progress.__enter__()
-            self._overall = self._progress.add_task("compiled packages", total=self._total)
+            self._overall = self._progress.add_task(
+                "compiled packages", total=self._total, count=f"0/{self._total}"
+            )
+            self._done = 0
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -55,7 +58,7 @@ class BuildProgress(AbstractContextManager):
     def started(self, name: str, text: str) -> None:
         with self._lock:
             if self._progress is not None:
-                self._tasks[name] = self._progress.add_task(f"  {text}", total=None)
+                self._tasks[name] = self._progress.add_task(f"  {text}", total=None, count="")
             else:
                 self._say(text)
 
@@ -65,7 +68,8 @@ class BuildProgress(AbstractContextManager):
                 task = self._tasks.pop(name, None)
                 if task is not None:
                     self._progress.remove_task(task)
-                self._progress.advance(self._overall)
+                self._done += 1
+                self._progress.update(self._overall, advance=1, count=f"{self._done}/{self._total}")
                 self._progress.console.print(text, markup=False, highlight=False)
             else:
                 self._say(text)

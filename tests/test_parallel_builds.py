@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +101,34 @@ def test_a_failure_beside_a_running_build_keeps_the_prefix(tmp_path: Path) -> No
 )
 def test_width_is_the_widest_level(needs: dict[str, set[str]], width: int) -> None:
     assert _width(needs) == width
+
+
+@pytest.mark.skipif(
+    shutil.which("script") is None, reason="util-linux `script` (a pseudo-terminal) is missing"
+)
+def test_a_terminal_gets_live_progress(tmp_path: Path) -> None:
+    """On a terminal (here a pseudo-terminal from util-linux `script`): a live line per running
+    build and an overall count, redrawn; the finished builds' lines stay."""
+    env = _recipes(tmp_path)
+    typescript = tmp_path / "typescript"
+    command = shlex.join(
+        [
+            sys.executable,
+            "-m",
+            "pmpm",
+            "conda_install",
+            str(tmp_path / "p"),
+            "--file",
+            str(env),
+            "--jobs",
+            "2",
+        ]
+    )
+    done = subprocess.run(
+        ["script", "-qec", command, str(typescript)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", typescript.read_text(errors="replace"))
+    assert re.search(r"building left 1\.0 \(script, target \S+\) ━+", screen)  # a live line
+    assert re.search(r"compiled packages\s+━+\s+3/3", screen)  # the overall count, finished
+    assert "installed right 1.0" in screen and "\x1b[" in typescript.read_text(errors="replace")
