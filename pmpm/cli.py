@@ -54,6 +54,30 @@ def _root(
     """Build HPC environments from one YAML file."""
 
 
+#: options shared by the two install commands
+Offline = Annotated[
+    bool, typer.Option("--offline", help="Use only local channels and cached repodata; no network.")
+]
+Update = Annotated[
+    bool, typer.Option("--update", help="Re-solve for the newest packages instead of keeping installed ones.")
+]
+Jobs = Annotated[int, typer.Option("--jobs", "-j", help="Parallel build jobs (default: all cores).")]
+KeepBuild = Annotated[bool, typer.Option("--keep-build", help="Keep each package's build folder (printed).")]
+Fresh = Annotated[
+    bool, typer.Option("--fresh", help="Rebuild every compiled package from a clean build folder.")
+]
+Rebuild = Annotated[
+    list[str] | None,
+    typer.Option("--rebuild", help="Build this compiled package again even if up to date (repeatable)."),
+]
+ChannelAlias = Annotated[
+    str | None,
+    typer.Option(
+        "--channel-alias", help="Base URL for channel names (default: $PMPM_CHANNEL_ALIAS or anaconda.org)."
+    ),
+]
+
+
 @app.command("conda_install")
 def conda_install(
     prefix: Annotated[Path, typer.Argument(help="The environment folder to create or update.")],
@@ -61,37 +85,19 @@ def conda_install(
         Path | None, typer.Option("--file", "-f", help="The environment file (environment.yml).")
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the transaction; change nothing.")] = False,
-    offline: Annotated[
-        bool, typer.Option("--offline", help="Use only local channels and cached repodata; no network.")
-    ] = False,
-    update: Annotated[
-        bool,
-        typer.Option("--update", help="Re-solve for the newest packages instead of keeping installed ones."),
-    ] = False,
+    offline: Offline = False,
+    update: Update = False,
     backend: Annotated[
         Backend,
         typer.Option(
             "--backend", help="rattler (embedded, default), or an installed conda, mamba, micromamba."
         ),
     ] = Backend.rattler,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel build jobs (default: all cores).")] = 0,
-    keep_build: Annotated[
-        bool, typer.Option("--keep-build", help="Keep each package's build folder (printed).")
-    ] = False,
-    fresh: Annotated[
-        bool, typer.Option("--fresh", help="Rebuild every compiled package from a clean build folder.")
-    ] = False,
-    rebuild: Annotated[
-        list[str] | None,
-        typer.Option("--rebuild", help="Build this compiled package again even if up to date (repeatable)."),
-    ] = None,
-    channel_alias: Annotated[
-        str | None,
-        typer.Option(
-            "--channel-alias",
-            help="Base URL for channel names (default: $PMPM_CHANNEL_ALIAS or anaconda.org).",
-        ),
-    ] = None,
+    jobs: Jobs = 0,
+    keep_build: KeepBuild = False,
+    fresh: Fresh = False,
+    rebuild: Rebuild = None,
+    channel_alias: ChannelAlias = None,
     lock: Annotated[
         Path | None,
         typer.Option("--lock", help="Rebuild what a `pmpm export` lock file describes (no solve)."),
@@ -150,28 +156,13 @@ def system_install(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
     ] = False,
-    offline: Annotated[
-        bool, typer.Option("--offline", help="Use only local channels and cached repodata; no network.")
-    ] = False,
-    update: Annotated[
-        bool,
-        typer.Option("--update", help="Re-solve for the newest packages instead of keeping installed ones."),
-    ] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel build jobs (default: all cores).")] = 0,
-    keep_build: Annotated[
-        bool, typer.Option("--keep-build", help="Keep each package's build folder (printed).")
-    ] = False,
-    fresh: Annotated[
-        bool, typer.Option("--fresh", help="Rebuild every compiled package from a clean build folder.")
-    ] = False,
-    rebuild: Annotated[
-        list[str] | None,
-        typer.Option("--rebuild", help="Build this compiled package again even if up to date (repeatable)."),
-    ] = None,
-    channel_alias: Annotated[
-        str | None,
-        typer.Option("--channel-alias", help="Base URL for channel names (default: $PMPM_CHANNEL_ALIAS)."),
-    ] = None,
+    offline: Offline = False,
+    update: Update = False,
+    jobs: Jobs = 0,
+    keep_build: KeepBuild = False,
+    fresh: Fresh = False,
+    rebuild: Rebuild = None,
+    channel_alias: ChannelAlias = None,
 ) -> None:
     """Compile the `_pmpm` packages with the host's compilers and MPI into PREFIX/compile, beside a
     conda stack in PREFIX/conda (or --conda-prefix, or none with `_pmpm: {conda: false}`)."""

@@ -8,7 +8,6 @@ callers; py-rattler's coroutines run inside :func:`_run`.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import re
 from collections.abc import Coroutine, Iterable, Sequence
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pmpm.channels import ResolvedChannel
 from pmpm.errors import PmpmError
+from pmpm.fsutil import sha256_file
 
 if TYPE_CHECKING:
     from rattler import PrefixRecord, RepoDataRecord
@@ -284,12 +284,12 @@ def verify_local_sha256(records: Iterable[RepoDataRecord]) -> None:
             )
     checked = [(r, p) for r, p in local if r.sha256 is not None]
     with ThreadPoolExecutor(max_workers=4) as pool:  # hashlib releases the GIL on large reads
-        digests = list(pool.map(_sha256, [p for _, p in checked]))
+        digests = list(pool.map(sha256_file, [p for _, p in checked]))
     for (record, path), digest in zip(checked, digests, strict=True):
-        if digest != bytes(record.sha256):
+        if digest != bytes(record.sha256).hex():
             raise PmpmError(
                 f"sha256 mismatch for package {_describe(record)}: the channel index says "
-                f"{bytes(record.sha256).hex()}, the file {path} has {digest.hex()}",
+                f"{bytes(record.sha256).hex()}, the file {path} has {digest}",
                 hint="the file changed after the channel was indexed: re-index the channel "
                 "or restore the original package",
             )
@@ -297,14 +297,6 @@ def verify_local_sha256(records: Iterable[RepoDataRecord]) -> None:
 
 def _describe(record) -> str:
     return f"{record.name.normalized} {record.version} {record.build}"
-
-
-def _sha256(path: Path) -> bytes:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.digest()
 
 
 def install(

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from pmpm.errors import PmpmError
-from pmpm.fsutil import atomic_write_text
+from pmpm.fsutil import atomic_write_text, sha256_file
 
 FORMAT = 1
 #: how the environment id is computed; a change of scheme changes every id, so it is versioned
@@ -305,14 +305,6 @@ def history(layout) -> dict[str, Path]:
 # --------------------------------------------------------------------------- building it
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _meta_records(stack: Path) -> list[dict[str, Any]]:
     """The conda-meta records of a stack as JSON (no py-rattler needed to read them)."""
     records = []
@@ -473,7 +465,7 @@ def file_entry(stack: Path, rel: str, stack_name: str | None = None) -> FileEntr
     path = stack / rel
     if path.is_symlink():
         return FileEntry(path=rel, link=os.readlink(path), stack=stack_name)
-    return FileEntry(path=rel, sha256=_sha256_file(path), size=path.stat().st_size, stack=stack_name)
+    return FileEntry(path=rel, sha256=sha256_file(path), size=path.stat().st_size, stack=stack_name)
 
 
 def _pip_packages(stack: Path, stack_name: str, unowned: list[str]) -> list[PipPackage]:

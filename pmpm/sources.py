@@ -31,7 +31,7 @@ from packaging.version import InvalidVersion, Version
 
 from pmpm.errors import PmpmError
 from pmpm.extract import BLOCK, extract_archive
-from pmpm.fsutil import atomic_write_text
+from pmpm.fsutil import atomic_write_text, sha256_file
 
 KINDS = ("url", "git", "pypi", "path")
 _EXTRA_KEYS = {"url": {"sha256"}, "git": {"ref"}, "pypi": {"sha256"}, "path": set()}
@@ -588,14 +588,6 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, requests.ConnectionError) and errno:
         return f"cannot connect: {errno.group(0)}"
     return f"{type(exc).__name__}: {exc}"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in _chunks(handle):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # -- git plumbing --------------------------------------------------------------------------------
