@@ -301,8 +301,11 @@ class Compiler:
         link = shim / "python"
         if not link.is_symlink() or os.readlink(link) != str(python):
             shim.mkdir(parents=True, exist_ok=True)
-            link.unlink(missing_ok=True)
-            link.symlink_to(python)
+            # made aside and renamed over: builds running side by side may get here together
+            temp = shim / f".python-{os.getpid()}-{threading.get_ident()}"
+            temp.unlink(missing_ok=True)
+            temp.symlink_to(python)
+            os.replace(temp, link)
         return shim
 
     # ---------------------------------------------------------------- planning
