@@ -118,6 +118,13 @@ def _python_values(python: Path | None, prefix: Path) -> dict[str, str]:
     }
 
 
+def host_path(stacks: list[Path | None]) -> str:
+    """PATH without the environment's own folders: where the host's tools are found."""
+    drop = {os.path.realpath(p / "bin") for p in stacks if p is not None}
+    path = os.environ.get("PATH", os.defpath).split(os.pathsep)
+    return os.pathsep.join(p for p in path if p and os.path.realpath(p) not in drop)
+
+
 def choose_stack_mpi(setting, *, system: bool, base: Path | None, prefix: Path):
     """conda_install mode: ``_pmpm.mpi`` against PREFIX (a conda MPI wins when automatic).
     system_install mode: the host's MPI wins when automatic, the conda stack's only when asked
@@ -127,10 +134,7 @@ def choose_stack_mpi(setting, *, system: bool, base: Path | None, prefix: Path):
     if not system:
         return choose_mpi(setting, prefix=prefix)
     if setting is None:
-        stacks = {os.path.realpath(p / "bin") for p in (prefix, base) if p is not None}
-        path = os.environ.get("PATH", os.defpath).split(os.pathsep)
-        host_path = os.pathsep.join(p for p in path if p and os.path.realpath(p) not in stacks)
-        mpi, reason = choose_mpi(None, prefix=None, path=host_path)
+        mpi, reason = choose_mpi(None, prefix=None, path=host_path([prefix, base]))
         if mpi is None and base is not None:
             return choose_mpi(None, prefix=base)
         return mpi, reason.replace("auto:", "auto (system_install):", 1)
@@ -184,10 +188,7 @@ class Compiler:
         return [self.prefix] + ([self.base] if self.base not in (None, self.prefix) else [])
 
     def host_path(self) -> str:
-        """PATH without the environment's own folders: where the host's tools are found."""
-        drop = {os.path.realpath(p / "bin") for p in self._prefixes}
-        path = os.environ.get("PATH", os.defpath).split(os.pathsep)
-        return os.pathsep.join(p for p in path if p and os.path.realpath(p) not in drop)
+        return host_path(self._prefixes)
 
     def choose_mpi(self):
         return choose_stack_mpi(self.spec.pmpm.mpi, system=self.system, base=self.base, prefix=self.prefix)

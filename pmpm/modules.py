@@ -70,34 +70,28 @@ def module_name(layout: Layout, name: str | None = None) -> tuple[str, str]:
     return "/".join(parts[:-1]), parts[-1]
 
 
-def _lua(value: object) -> str:
-    text = str(value)
+def _quoted(value: object, escaped: str, control: str) -> str:
+    """A double-quoted string literal: ``escaped`` characters get a backslash, newlines are
+    ``\\n``, other control characters ``control`` formatted with their code."""
     out = []
-    for ch in text:
-        if ch in '\\"':
+    for ch in str(value):
+        if ch in escaped:
             out.append("\\" + ch)
         elif ch == "\n":
             out.append("\\n")
         elif ord(ch) < 32:
-            out.append(f"\\{ord(ch):03d}")
+            out.append(control.format(ord(ch)))
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'
+
+
+def _lua(value: object) -> str:
+    return _quoted(value, '\\"', "\\{:03d}")
 
 
 def _tcl(value: object) -> str:
-    text = str(value)
-    out = []
-    for ch in text:
-        if ch in '\\"$[]':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ord(ch) < 32:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
+    return _quoted(value, '\\"$[]', "\\x{:02x}")
 
 
 def _templates():

@@ -9,18 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.clihelp import installed, pmpm, tree_digest
-
-LIB_C = '#include "greet.h"\nconst char *greet(void) { return "%s"; }\n'
-LIB_H = "const char *greet(void);\n"
-MAKEFILE = """\
-libgreet.so: greet.c
-\t$(CC) $(CFLAGS) $(CPPFLAGS) -fPIC -shared -o $@ greet.c $(LDFLAGS)
-install: libgreet.so
-\tmkdir -p $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include
-\tcp libgreet.so $(DESTDIR)$(PREFIX)/lib/
-\tcp greet.h $(DESTDIR)$(PREFIX)/include/
-"""
-APP_C = '#include <stdio.h>\n#include "greet.h"\nint main(void) { printf("%s\\n", greet()); return 0; }\n'
+from tests.recordhelp import APP_C, LIB_C, LIB_H, MAKEFILE
 
 
 @pytest.fixture
