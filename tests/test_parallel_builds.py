@@ -32,7 +32,7 @@ source: {{path: ../src/{name}}}
 """
 
 
-def _recipes(tmp_path: Path, *, fail: str = "", chain: bool = False) -> Path:
+def _recipes(tmp_path: Path, *, fail: str = "", chain: bool = False, pause: bool = False) -> Path:
     meet = tmp_path / "meet"
     meet.mkdir()
     (tmp_path / "recipes").mkdir()
@@ -48,7 +48,11 @@ def _recipes(tmp_path: Path, *, fail: str = "", chain: bool = False) -> Path:
                 other=other,
                 meet=meet,
                 requires=requires,
-                fail="echo 'this package is broken' >&2; exit 3\n    " if name == fail else "",
+                fail="echo 'this package is broken' >&2; exit 3\n    "
+                if name == fail
+                else "sleep 1\n    "  # long enough for a live display to draw the running build
+                if pause
+                else "",
             )
         )
     env = tmp_path / "env.yml"
@@ -109,7 +113,7 @@ def test_width_is_the_widest_level(needs: dict[str, set[str]], width: int) -> No
 def test_a_terminal_gets_live_progress(tmp_path: Path) -> None:
     """On a terminal (here a pseudo-terminal from util-linux `script`): a live line per running
     build and an overall count, redrawn; the finished builds' lines stay."""
-    env = _recipes(tmp_path)
+    env = _recipes(tmp_path, pause=True)
     typescript = tmp_path / "typescript"
     command = shlex.join(
         [
@@ -129,6 +133,6 @@ def test_a_terminal_gets_live_progress(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", typescript.read_text(errors="replace"))
-    assert re.search(r"building left 1\.0 \(script, target \S+\) ━+", screen)  # a live line
-    assert re.search(r"compiled packages\s+━+\s+3/3", screen)  # the overall count, finished
+    assert re.search(r"building left 1\.0 \(script, target \S+\)\s+[━╸╺]+", screen)  # a live line
+    assert re.search(r"compiled packages\s+[━╸╺]+\s+3/3", screen)  # the overall count, finished
     assert "installed right 1.0" in screen and "\x1b[" in typescript.read_text(errors="replace")
