@@ -8,6 +8,7 @@ are left to pmpm's pip stage afterwards, which runs them from the env file's fol
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -50,8 +51,8 @@ def argv_for(
         argv = [exe, "env", "update" if update else "create", "-p", str(prefix), "-f", str(env_file)]
         if update:
             argv.append("--prune")
-    if offline:
-        argv.append("--offline")
+    if offline and not (backend == "conda" and update):  # conda's `env update` has no --offline:
+        argv.append("--offline")  # it reads CONDA_OFFLINE (see install_with)
     return argv
 
 
@@ -70,4 +71,5 @@ def install_with(
             what=f"{backend} failed to {'update' if update else 'create'} {prefix}",
             hint=f"read {backend}'s message above; the embedded installer (--backend rattler) is the default",
             cwd=spec.path.parent,
+            env={**os.environ, "CONDA_OFFLINE": "true"} if offline else None,
         )

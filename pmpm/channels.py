@@ -113,13 +113,12 @@ def resolve_channels(spec, *, alias_override: str | None = None) -> list[Resolve
 
 
 def spec_for_solver(dep, *, alias_override: str | None = None, base_dir: Path | None = None) -> str:
-    """A dependency's spec with its ``channel::`` prefix replaced by the resolved URL.
+    """A dependency's canonical spec, its channel given as the resolved URL.
 
     rattler would otherwise resolve ``conda-forge::`` against its own default alias and miss a
     mirror given with ``--channel-alias``. ``defaults::`` means Anaconda's main channel.
     """
     if not dep.channel:
-        return dep.spec
+        return dep.canonical
     resolved = resolve_one(dep.channel, alias=channel_alias(alias_override), base_dir=base_dir)[0]
-    rest = dep.spec.split("::", 1)[1]
-    return f"{resolved.url.rstrip('/')}::{rest}"
+    return f"{resolved.url.rstrip('/')}::{dep.canonical}"

@@ -88,11 +88,13 @@ def conda_install(
     offline: Offline = False,
     update: Update = False,
     backend: Annotated[
-        Backend,
+        Backend | None,
         typer.Option(
-            "--backend", help="rattler (embedded, default), or an installed conda, mamba, micromamba."
+            "--backend",
+            help="rattler (embedded, default), or an installed conda, mamba, micromamba "
+            "(overrides the env file's `_pmpm.backend`).",
         ),
-    ] = Backend.rattler,
+    ] = None,
     jobs: Jobs = 0,
     keep_build: KeepBuild = False,
     fresh: Fresh = False,
@@ -133,7 +135,7 @@ def conda_install(
         dry_run=dry_run,
         offline=offline,
         update=update,
-        backend=backend.value,
+        backend=backend.value if backend else None,
         channel_alias=channel_alias,
         jobs=jobs,
         keep_build=keep_build,
@@ -348,6 +350,15 @@ def verify(
     from pmpm import verify as command
 
     _guard(lambda: command.run(prefix, _say, as_json=as_json))
+
+
+@app.command("repair")
+def repair(prefix: Annotated[Path, typer.Argument(help="The environment folder.")]) -> None:
+    """Reinstall the packages (conda or compiled) whose files `pmpm verify` finds missing or
+    modified, from the package cache or their channel; then verify again."""
+    from pmpm import repair as command
+
+    _guard(lambda: command.run(prefix, _say))
 
 
 @app.command("diff")

@@ -22,11 +22,12 @@ from typing import Any
 
 from pmpm import conda
 from pmpm.binary_cache import BinaryCache, build_channel, index
+from pmpm.build_inputs import BuildInputs, distribution_files, distribution_of
 from pmpm.builders import Flags
 from pmpm.errors import PmpmError, located
 from pmpm.fsutil import atomic_write_text, mirror_tree
 from pmpm.journal import pmpm_dir
-from pmpm.plan import KEY_FORMAT, Step, digest, explain_change, order, recipe_for, stored_inputs
+from pmpm.plan import Step, digest, order, recipe_for, stored_inputs
 from pmpm.recipe import RecipeBook
 from pmpm.record import build_details  # the record's view of a build, kept beside its key
 from pmpm.state import tree_stamp
@@ -312,6 +313,16 @@ class Compiler:
     # ---------------------------------------------------------------- planning
 
     def _requests(self) -> dict[str, Any]:
+        missing = []  # every unknown recipe at once, each with its env-file line
+        for request in self.spec.pmpm.packages:
+            try:
+                self.book.find(request.name, where=located(self.spec.path, request.line))
+            except PmpmError as exc:
+                missing.append(exc)
+        if missing:
+            from pmpm.errors import combined
+
+            raise combined(missing, "in the env file's `_pmpm.packages`")
         return {r.name: r for r in self.spec.pmpm.packages}
 
     def build_prefix(self, name: str) -> Path | None:
@@ -394,9 +405,15 @@ class Compiler:
         steps: dict[str, Step] = {}
         for name in names:
             recipe, options, host, flags, target, where, tools, place = prepare(name)
-            plugin = recipe.origin.startswith("plugin")
-            base = self.spec.path.parent if plugin else Path(recipe.origin).parent
-            source = SourceSpec.from_dict(recipe.source, where=f"{recipe.origin} (source)", base_dir=base)
+            request = self._requests().get(name)
+            if request is not None and {"path", "git", "url", "pypi"} & request.options.keys():
+                # the env file gave the source: its relative folders and its errors are the file's
+                base, said = self.spec.path.parent, where or str(self.spec.path)
+            else:
+                plugin = recipe.origin.startswith("plugin")
+                base = self.spec.path.parent if plugin else Path(recipe.origin).parent
+                said = f"{recipe.origin} (source)"
+            source = SourceSpec.from_dict(recipe.source, where=said, base_dir=base)
             if source.kind == "path" and source.path is not None:
                 # stamped before it is read: an edit made while this run builds is seen next time
                 self.tree_stamps[str(source.path)] = tree_stamp(source.path)
@@ -409,30 +426,33 @@ class Compiler:
                     conda_deps[dep] = f"{record.version}-{record.build}"
                 else:
                     conda_deps[dep] = "from the host" if self.base is None else "not installed yet"
-            inputs = {
-                "format": KEY_FORMAT,
-                "recipe": digest({"recipe": self._neutral(recipe.canonical(), place)}),
-                "source": fetched.identity,
-                "flags": asdict(flags),
-                "compilers": {
+            raw = BuildInputs(
+                recipe=digest({"recipe": self._neutral(recipe.canonical(), place)}),
+                recipe_plugin=self._recipe_plugin(name),
+                builder=self._builder_identity(recipe, source, host, flags, place),
+                source=fetched.identity,
+                flags=asdict(flags),
+                compilers={
                     k: f"{c.vendor} {c.version} {c.path} ({c.version_string})"
                     for k, c in sorted(host.compilers.items())
                 },
-                "target": host.target,
-                "options": options,
-                "prefix": "relocatable" if place is not None else str(self.prefix),
-                "recipes": {dep: steps[dep].key for dep in recipe.requires_recipes},
-                "conda": conda_deps,
-                **tools,
-            }
+                mpi=tools["mpi"],
+                python=tools["python"],
+                target=host.target,
+                options=options,
+                prefix="relocatable" if place is not None else str(self.prefix),
+                recipes={dep: steps[dep].key for dep in recipe.requires_recipes},
+                conda=conda_deps,
+            )
+            inputs = BuildInputs(**self._neutral(raw.as_dict(), place))
             step = Step(
                 name,
                 recipe,
                 source,
                 fetched.identity,
                 target,
-                self._neutral(inputs, place),
-                digest(self._neutral(inputs, place)),
+                inputs,
+                inputs.key,
                 where=where,
                 fetched=fetched,
                 place=place,
@@ -450,13 +470,40 @@ class Compiler:
             elif current is not None:
                 step.decision = "rebuild"
                 old = stored_inputs(self.prefix, name)
-                step.reasons = explain_change(old, step.inputs)
-                if old and source.kind == "path" and old.get("source") != inputs["source"]:
-                    said = self._source_change(source, old["source"], inputs["source"])
+                step.reasons = step.inputs.reasons(old)
+                if old and source.kind == "path" and old.get("source") != inputs.source:
+                    said = self._source_change(source, old["source"], inputs.source)
                     step.reasons = [said if r.startswith("source changed") else r for r in step.reasons]
             steps[name] = step
         self.planned = list(steps.values())
         return self.planned
+
+    def _recipe_plugin(self, name: str) -> str | None:
+        """The distribution (and version) of the plugin a recipe comes from: an upgrade rebuilds."""
+        plugin = self.book.find(name).plugin
+        return distribution_of(plugin) if plugin is not None else None
+
+    def _builder_identity(self, recipe, source, host, flags: Flags, place: Path | None) -> dict[str, str]:
+        """The builder's part of the key (pmpm.build_inputs.builder_identity), its commands
+        given for this build's prefix, flags and compilers with placeholder folders."""
+        from pmpm.build_inputs import builder_identity
+        from pmpm.builders import BuildContext
+
+        ctx = BuildContext(
+            name=recipe.name,
+            version=recipe.version,
+            source_dir=Path("/${src}"),
+            build_dir=Path("/${build}"),
+            stage_dir=Path("/${stage}"),
+            prefix=place or self.prefix,
+            jobs=1,  # the share of --jobs a build gets is not an input: it changes no bits
+            flags=flags,
+            env=self.build_env(host, flags, recipe.env, jobs=1, where=place),
+            args=tuple(recipe.args),
+            script=recipe.script,
+        )
+        tree = source.path if source.kind == "path" else None
+        return builder_identity(recipe, tree, ctx, lambda value: self._neutral(value, place))
 
     def _python_exe(self) -> str | None:
         python = self.python_exe()
@@ -485,8 +532,13 @@ class Compiler:
             self._take_from_cache(cached)
         built = [step for step in steps if step.decision != "up to date" and step.cached is None]
         if built:
-            self._schedule(built)
-            index(build_channel())
+            from pmpm.diskspace import needs_space
+
+            # a local tree's build folder is kept for the next build, but not half written
+            dev = [self.dev_dir(s.name) for s in built if s.source.kind == "path"]
+            with needs_space("building compiled packages", conda.cache_dir() / "build", cleanup=dev):
+                self._schedule(built)
+                index(build_channel())
         self.cache.finish()
 
     def _schedule(self, built: list[Step]) -> None:
@@ -575,6 +627,7 @@ class Compiler:
                 progress.started(step.name, started)
             else:
                 say(started)
+            env = self.build_env(host, flags, recipe.env, jobs=jobs, where=place, python=python)
             result = build_package(
                 name=step.name,
                 version=recipe.version,
@@ -584,17 +637,18 @@ class Compiler:
                 prefix=place or self.prefix,
                 builder=builder,
                 flags=flags,
-                env=self.build_env(host, flags, recipe.env, jobs=jobs, where=place, python=python),
+                env=env,
                 args=recipe.args,
                 script=recipe.script,
-                tests=recipe.test_commands if self.spec.pmpm.tests else [],
                 jobs=jobs,
                 python=python,
                 depends=depends,
                 out_dir=build_channel() / conda.host_subdir(),
-                extra={"pmpm": {"key": step.key, "inputs": step.inputs, "origin": recipe.origin}},
+                extra={"pmpm": {"key": step.key, "inputs": step.inputs.as_dict(), "origin": recipe.origin}},
                 incremental=local,
             )
+            if recipe.test_commands and self.spec.pmpm.tests:
+                self._test(step, result, env, work / "build")
             with self._prefix_lock:  # one installer at a time; each sees the others' results
                 self._install([result.package], conda.installed_records(self.prefix))
             self._keep_inputs(step)
@@ -615,11 +669,35 @@ class Compiler:
             if place is not None:
                 shutil.rmtree(place, ignore_errors=True)
 
+    def _test(self, step: Step, result, env: dict[str, str], cwd: Path) -> None:
+        """Run the recipe's tests with the package installed beside what it requires: in its
+        build prefix (conda_install mode: it holds the requirements, and ``{{ prefix }}`` names
+        it), installed there from the fresh ``.conda`` by the conda installer; in
+        system_install mode, where the stacks are the requirements, in the staged files."""
+        from pmpm.execute import run_tests
+
+        test_prefix = result.staged
+        if step.place is not None:
+            test_prefix = step.place
+            self._install([result.package], conda.installed_records(test_prefix), prefix=test_prefix)
+        run_tests(
+            step.recipe.test_commands,
+            test_prefix=test_prefix,
+            built_for=step.place or self.prefix,
+            env=env,
+            cwd=cwd,
+            log=result.log,
+            package=step.name,
+        )
+
     def _keep_inputs(self, step: Step) -> None:
         atomic_write_text(
             pmpm_dir(self.prefix) / "builds" / f"{step.name}.json",
             json.dumps(
-                {**step.inputs, "record": self._neutral(build_details(step, self.book), step.place)},
+                {
+                    **step.inputs.as_dict(),
+                    "record": self._neutral(build_details(step, self.book), step.place),
+                },
                 indent=1,
                 sort_keys=True,
             ),
@@ -640,7 +718,7 @@ class Compiler:
         from the package cache as in PREFIX, and nothing else: a fresh one per build."""
         by_name = {r.name.normalized: r for r in installed}
         wanted: set[str] = set()
-        todo = [*step.inputs["conda"], *step.inputs["recipes"]]
+        todo = [*step.inputs.conda, *step.inputs.recipes]
         while todo:
             name = todo.pop()
             if name in wanted or name not in by_name:
@@ -670,14 +748,15 @@ class Compiler:
         depends = []
         # a package depends on what the installer can see in the same prefix: in system_install
         # mode the conda stack is another prefix, and its packages are recorded in the inputs
-        for dep in [*([] if self.system else step.inputs["conda"]), *step.inputs["recipes"]]:
+        for dep in [*([] if self.system else step.inputs.conda), *step.inputs.recipes]:
             record = by_name.get(dep)
             if record is not None:
                 depends.append(f"{dep} =={record.version} {record.build}")
         return depends
 
-    def _install(self, packages: list[Path], installed: list) -> None:
-        """Install package files into PREFIX in one transaction, replacing same-named ones."""
+    def _install(self, packages: list[Path], installed: list, prefix: Path | None = None) -> None:
+        """Install package files into PREFIX (or ``prefix``) in one transaction, replacing
+        same-named ones."""
         from rattler import RepoDataRecord
 
         async def read():
@@ -686,12 +765,19 @@ class Compiler:
         records = conda._run(read(), settle=False)  # the install right after settles
         names = {r.name.normalized for r in records}
         keep = [r for r in installed if r.name.normalized not in names]
-        conda.install(keep + records, self.prefix, installed=installed, requested=[])
+        asked = [request.name for request in self.spec.pmpm.packages]  # their records carry it
+        conda.install(keep + records, prefix or self.prefix, installed=installed, requested=asked)
 
     def watched_files(self) -> list[Path]:
         """Files whose change must end the no-op shortcut: recipe files and the compilers."""
+        from pmpm.builders import registry
+
         files = [Path(source.origin) for source in self.book.sources().values() if source.text is not None]
         files += [Path(c.path) for host in self._hosts.values() for c in host.compilers.values()]
+        # plugins: an upgrade replaces their metadata, an edit changes their module
+        plugins = [s.plugin for s in self.book.sources().values() if s.plugin is not None]
+        files += [Path(f) for ep in plugins for f in distribution_files(ep)]
+        files += [Path(f) for f in registry.watched_files()]
         return files
 
 
@@ -716,7 +802,7 @@ def remove_compiled(prefix: Path, installed: list, wanted: set[str]) -> list[str
     drop = {r.name.normalized for r in installed if conda.is_compiled(r) and r.name.normalized not in wanted}
     if drop:
         keep = [r for r in installed if r.name.normalized not in drop]
-        conda.install(keep, prefix, installed=installed, requested=[])
+        conda.install(keep, prefix, installed=installed)  # the rest keep their requested specs
         for name in drop:
             (pmpm_dir(prefix) / "builds" / f"{name}.json").unlink(missing_ok=True)
     return sorted(drop)

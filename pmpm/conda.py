@@ -210,22 +210,28 @@ def solve(
     """Solve ``specs`` against ``channels``; ``locked`` records are preferred (kept if possible).
 
     ``describe`` maps a package name to where the user wrote it (``file:line``), so an
-    unsatisfiable request names the lines to change.
+    unsatisfiable request names the lines to change. Every spec and constraint is read here
+    with conda's lenient rules (:func:`pmpm.matchspec.parse`): the solver's own string
+    parsing is strict and refuses ``fftw=*=mpi_*`` or ``libfoo 1.1.0``, which conda accepts.
     """
     from rattler import Channel
     from rattler import solve as rattler_solve
 
+    from pmpm.matchspec import for_solver
+
+    requests = for_solver(list(specs))
+    constraint_specs = for_solver(list(constraints))
     sources = [Channel(c.url) for c in channels]
 
     async def go():
         return await rattler_solve(
             sources,
-            list(specs),
+            requests,
             gateway=_gateway(offline),
             platforms=[subdir, "noarch"],
             locked_packages=list(locked),
             virtual_packages=detect_virtual_packages(),
-            constraints=list(constraints) or None,
+            constraints=constraint_specs or None,
         )
 
     try:
@@ -304,15 +310,24 @@ def install(
     prefix: Path,
     *,
     installed: Sequence[PrefixRecord],
-    requested: Sequence[str],
+    requested: Sequence[str] | None = None,
+    solved: bool = False,
     reinstall: set[str] | None = None,
     ignored: set[str] | None = None,
 ) -> None:
-    """Make ``prefix`` hold exactly ``records`` (packages not listed are removed, ``ignored`` kept)."""
-    from rattler import MatchSpec
+    """Make ``prefix`` hold exactly ``records`` (packages not listed are removed, ``ignored`` kept).
+
+    py-rattler rewrites every record's ``requested_specs`` from the list it is given, so each
+    record is given back its own (see :func:`pmpm.condameta.requested_specs`): ``requested``
+    names what the user asked for now, ``solved`` says the conda packages are a solve's answer to
+    it. The prefix is then left as conda leaves one (no ``CACHEDIR.TAG``, every record an md5).
+    """
     from rattler import install as rattler_install
 
-    specs = [MatchSpec(s, strict=False)._match_spec for s in requested]
+    from pmpm import condameta
+
+    specs = condameta.requested_specs(records, installed, requested, solved=solved)
+    condameta.fill_md5(records)
     try:
         _run(
             rattler_install(
@@ -327,6 +342,13 @@ def install(
             )
         )
     except Exception as exc:
+        from pmpm.diskspace import installer_failure
+
+        have = {r.url for r in installed}
+        needed = sum(r.size or 0 for r in records if r.url not in have)
+        full = installer_failure(exc, prefix, cache_dir() / "pkgs", needed)
+        if full is not None:  # a full disk, not a broken channel
+            raise full from None
         text = str(exc).strip()
         match = re.search(r"(?:fetch|link|install)\s+(\S+?\.(?:conda|tar\.bz2))", text)
         package = f" ({match.group(1)})" if match else ""
@@ -335,3 +357,4 @@ def install(
             hint="the package named above is broken or unreadable; fix or remove it from the "
             "channel (re-index it), then run pmpm again",
         ) from None
+    condameta.drop_cache_tag(prefix)

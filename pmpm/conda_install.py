@@ -27,7 +27,7 @@ class Options:
     dry_run: bool = False
     offline: bool = False
     update: bool = False
-    backend: str = "rattler"
+    backend: str | None = None  # None: the env file's `_pmpm.backend`, else rattler
     channel_alias: str | None = None
     jobs: int = 0  # 0: all cores
     keep_build: bool = False
@@ -43,7 +43,7 @@ class Options:
         """The options that change what PREFIX ends up holding."""
         from pmpm.channels import channel_alias
 
-        return {"backend": self.backend, "channel_alias": channel_alias(self.channel_alias)}
+        return {"backend": self.backend or "", "channel_alias": channel_alias(self.channel_alias)}
 
 
 def _print(text: str) -> None:
@@ -82,6 +82,7 @@ def install(layout, opts: Options, say: Say = _print, *, choose_layout=None) -> 
     for note in [*spec.pmpm.notes, *_not_yet(spec.pmpm)]:
         say(f"note: {note}")
     _refuse_unsupported(spec)
+    opts = _choose_backend(opts, spec, say)
     if choose_layout is not None:
         layout = choose_layout(spec)
         prefix = layout.compile
@@ -121,6 +122,21 @@ def install(layout, opts: Options, say: Say = _print, *, choose_layout=None) -> 
                     folder.mkdir()
         raise
     return 0
+
+
+def _choose_backend(opts: Options, spec, say: Say) -> Options:
+    """The installer to use: ``--backend`` if given, else the env file's ``_pmpm.backend``
+    (or the original pmpm's ``conda: mamba``), else the embedded one; says which when it is not
+    simply the default."""
+    from dataclasses import replace
+
+    written = spec.pmpm.backend
+    chosen = opts.backend or written or "rattler"
+    if opts.backend and written and opts.backend != written:
+        say(f"installer: {chosen} (--backend overrides `_pmpm.backend: {written}` of {spec.path})")
+    elif not opts.backend and written:
+        say(f"installer: {chosen} (`_pmpm.backend` of {spec.path})")
+    return replace(opts, backend=chosen)
 
 
 def _layout_fingerprint(layout) -> dict[str, str]:
@@ -307,7 +323,8 @@ def _compiled_side(layout, installed: list) -> list:
 
 
 def _apply(spec, layout, opts: Options, want: state.State, say: Say) -> None:
-    from pmpm import conda, variables
+    from pmpm import conda, history, variables
+    from pmpm.channels import channel_alias
     from pmpm.pip_stage import install_pip
 
     compiler = _compiler(spec, layout, opts, say)
@@ -327,8 +344,9 @@ def _apply(spec, layout, opts: Options, want: state.State, say: Say) -> None:
     steps = compiler.plan(compiled_side) if compiler and not changes else None
     wanted = {s.name for s in steps} if steps is not None else None
     idle = steps is not None and all(s.decision == "up to date" for s in steps)
+    respec = history.specs_changed(spec, layout, specs)
     if (
-        not (changes or damaged or vars_changed or spec.pip)
+        not (changes or damaged or vars_changed or spec.pip or respec)
         and (compiler is None or idle)
         and (compiled <= (wanted or set()))
     ):
@@ -342,16 +360,17 @@ def _apply(spec, layout, opts: Options, want: state.State, say: Say) -> None:
         say(str(change))
     if damaged:
         say("relinking damaged packages: " + ", ".join(sorted(damaged)))
-    for stack in layout.prefixes:
-        journal.begin(stack)
     try:
-        if changes or damaged:
+        for stack in layout.prefixes:  # in the try: when one cannot be written, all are dropped
+            journal.begin(stack)
+        if changes or damaged or (respec and layout.conda is not None):  # (records keep their files)
             ignored = compiled if layout.conda == layout.compile else set()
             conda.install(
                 records,
                 layout.conda,
                 installed=installed,
                 requested=specs,
+                solved=True,
                 reinstall=damaged,
                 ignored=ignored,
             )
@@ -360,6 +379,8 @@ def _apply(spec, layout, opts: Options, want: state.State, say: Say) -> None:
             _require_conda_stack(spec, layout, "pip: entries")
             install_pip(spec, layout.conda, offline=opts.offline)
         _compile(compiler, layout.compile, steps, say, compiled)
+        before = {layout.compile: compiled_side, **({layout.conda: installed} if layout.conda else {})}
+        history.write_run(spec, layout, specs, before, alias=channel_alias(opts.channel_alias))
     except BaseException:
         for stack in layout.prefixes:
             try:
@@ -409,19 +430,24 @@ def _compile(compiler, prefix: Path, steps, say: Say, compiled: set[str] | None 
 
 
 def _run_backend(spec, layout, opts: Options, compiler, say: Say):
-    from pmpm import backends
+    from pmpm import backends, conda, history
+    from pmpm.channels import channel_alias
     from pmpm.pip_stage import install_pip
 
+    backend = opts.backend or "rattler"
     channels, specs = _channels_and_specs(spec, opts)
-    specs += compiler.conda_specs() if compiler else []
-    backends.executable(opts.backend)
-    _require_conda_stack(spec, layout, f"`--backend {opts.backend}`")
-    for stack in layout.prefixes:
-        journal.begin(stack)
+    extra = compiler.conda_specs() if compiler else []
+    backends.executable(backend)
+    _require_conda_stack(spec, layout, f"`--backend {backend}`")
     try:
-        backends.install_with(opts.backend, spec, layout.conda, channels, specs, offline=opts.offline)
+        for stack in layout.prefixes:
+            journal.begin(stack)
+        backends.install_with(backend, spec, layout.conda, channels, specs + extra, offline=opts.offline)
         install_pip(spec, layout.conda, offline=opts.offline)
+        before = {stack: conda.installed_records(stack) for stack in layout.prefixes}
         _compile(compiler, layout.compile, None, say)
+        # the tool wrote its own entry; this one adds the compiled packages
+        history.write_run(spec, layout, specs, before, alias=channel_alias(opts.channel_alias))
     except BaseException:
         for stack in layout.prefixes:
             journal.restore(stack)

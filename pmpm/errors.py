@@ -65,3 +65,28 @@ def run_reporting(call) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception as exc:
+        # the last resort for a full disk no stage explained: never a traceback for that
+        from pmpm.diskspace import last_resort
+
+        full = last_resort(exc)
+        if full is None:
+            raise
+        print(f"error: {full}", file=sys.stderr, flush=True)
+        return full.exit_code
+
+
+def combined(problems: list[PmpmError], what: str) -> PmpmError:
+    """One error for several problems, so a user fixes them all in one run, not one per run.
+
+    Each problem keeps its own ``file:line`` at the start of a line, where editors jump, and
+    its hint; a single problem is returned as it is.
+    """
+    if len(problems) == 1:
+        return problems[0]
+    lines = [f"{len(problems)} problems {what}:"]
+    for problem in problems:
+        lines.append(f"{problem.where}: {problem.message}" if problem.where else problem.message)
+        if problem.hint:
+            lines.append(f"  hint: {problem.hint}")
+    return PmpmError("\n".join(lines))

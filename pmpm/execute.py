@@ -1,9 +1,9 @@
 """Build one planned package into a genuine ``.conda``: unpack, build, stage, test, pack.
 
-Nothing here touches PREFIX: the build installs into a staging root, tests run against the staged
-files, and the result is a package file in the build channel. Every command's output goes to the
-package's log (kept in pmpm's cache); a failing step raises with the package, the step, the last
-lines of the log and its path.
+Nothing here touches PREFIX: the build installs into a staging root and the result is a package
+file in the build channel; its tests then run in a test prefix that holds it (``run_tests``).
+Every command's output goes to the package's log (kept in pmpm's cache); a failing step raises
+with the package, the step, the last lines of the log and its path.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from pmpm.builders import BuildContext, Flags
 from pmpm.builders import Step as Command
 from pmpm.errors import PmpmError
-from pmpm.runlog import TAIL_LINES, log_path
+from pmpm.runlog import TAIL_LINES, disk_full_in_log, log_path
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class BuildResult:
     package: Path  # the .conda file
     log: Path
     files: int
+    staged: Path  # the staged files, laid out as in the prefix (until the build folder goes)
 
 
 def _tail(log: Path) -> str:
@@ -40,6 +41,7 @@ def run_command(cmd: Command, base_env: dict[str, str], log: Path, *, package: s
     argv: Sequence[str] = cmd.argv
     if cmd.shell:
         # shell: the recipe's own explicit `script:`, the one place a recipe runs a shell
+        # shell: recipe test commands run in bash, as documented
         argv = ["bash", "-e", "-c", *cmd.argv]
     with log.open("a", encoding="utf-8") as handle:
         handle.write(f"\n=== {package}: {cmd.name} (in {cmd.cwd})\n$ {shlex.join(map(str, argv))}\n")
@@ -61,6 +63,7 @@ def run_command(cmd: Command, base_env: dict[str, str], log: Path, *, package: s
                 log=log,
             ) from None
     if proc.returncode != 0:
+        disk_full_in_log(log, f"building {package}, step `{cmd.name}`", Path(cmd.cwd))
         raise PmpmError(
             f"building {package} failed at step `{cmd.name}` (exit code {proc.returncode}); "
             f"last lines of the log:\n{_tail(log)}",
@@ -70,25 +73,41 @@ def run_command(cmd: Command, base_env: dict[str, str], log: Path, *, package: s
         )
 
 
-def test_commands(commands: list[str], ctx: BuildContext) -> list[Command]:
-    """A recipe's tests, run against the staged files before anything is installed."""
-    staged = ctx.staged_prefix
-    env = {
-        "PATH": f"{staged / 'bin'}{os.pathsep}{ctx.env.get('PATH', '')}",
+def run_tests(
+    commands: list[str],
+    *,
+    test_prefix: Path,
+    built_for: Path,
+    env: dict[str, str],
+    cwd: Path,
+    log: Path,
+    package: str,
+) -> None:
+    """A recipe's tests, each run by ``bash -e`` like a recipe's ``script:``, in a prefix that
+    holds the package and what it requires (as conda-build tests a package): ``$PREFIX`` and
+    ``{{ prefix }}`` (rendered as ``built_for``, the prefix the package was built for) name it.
+    """
+    prefix = str(test_prefix)
+    site = sorted(test_prefix.glob("lib/python*/site-packages"))
+    extra = {
+        "PREFIX": prefix,
+        "PATH": os.pathsep.join([str(test_prefix / "bin"), env.get("PATH", "")]),
         "LD_LIBRARY_PATH": os.pathsep.join(
-            p for p in (str(staged / "lib"), str(ctx.prefix / "lib"), ctx.env.get("LD_LIBRARY_PATH", "")) if p
+            p for p in (str(test_prefix / "lib"), str(built_for / "lib"), env.get("LD_LIBRARY_PATH")) if p
         ),
-        "STAGE_PREFIX": str(staged),
         "PKG_CONFIG_PATH": os.pathsep.join(
-            str(p) for p in (staged / "lib" / "pkgconfig", staged / "share" / "pkgconfig")
-        )
-        + os.pathsep
-        + ctx.env.get("PKG_CONFIG_PATH", ""),
+            [
+                *(str(test_prefix / sub / "pkgconfig") for sub in ("lib", "share")),
+                env.get("PKG_CONFIG_PATH", ""),
+            ]
+        ),
+        "STAGE_PREFIX": prefix,
     }
-    site = _staged_site_packages(staged)
     if site:
-        env["PYTHONPATH"] = os.pathsep.join(str(s) for s in site)
-    return [Command("test", tuple(shlex.split(c)), ctx.build_dir, env) for c in commands]
+        extra["PYTHONPATH"] = os.pathsep.join([*map(str, site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    for command in commands:
+        text = command.replace(str(built_for), prefix) if built_for != test_prefix else command
+        run_command(Command("test", (text,), cwd, extra, shell=True), env, log, package=package)
 
 
 #: what a configure step bakes into the build folder besides its own arguments
@@ -104,10 +123,6 @@ def _configure_identity(cmd: Command, env: dict[str, str]) -> str:
     return json.dumps({"argv": list(map(str, cmd.argv)), "cwd": str(cmd.cwd), "env": seen})
 
 
-def _staged_site_packages(staged: Path) -> list[Path]:
-    return sorted(staged.glob("lib/python*/site-packages"))
-
-
 def build_package(
     *,
     name: str,
@@ -121,7 +136,6 @@ def build_package(
     env: dict[str, str],
     args: list[str],
     script: str | None,
-    tests: list[str],
     jobs: int,
     python: Path | None,
     depends: list[str],
@@ -170,8 +184,6 @@ def build_package(
             stamp.write_text(wanted)
             continue
         run_command(cmd, env, log, package=name)
-    for cmd in test_commands(tests, ctx):  # after the build: they look at what was staged
-        run_command(cmd, env, log, package=name)
     staged = ctx.staged_prefix
     if not staged.is_dir() or not any(staged.iterdir()):
         raise PmpmError(
@@ -183,4 +195,4 @@ def build_package(
     meta = PackageMeta(name, version, build_string, depends=tuple(depends), extra=extra)
     package = pack(staged, meta, out_dir, placeholder=str(prefix))
     files = sum(1 for _ in staged.rglob("*"))
-    return BuildResult(package, log, files)
+    return BuildResult(package, log, files, staged)

@@ -16,6 +16,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pmpm.diskspace import needs_space
 from pmpm.errors import PmpmError
 from pmpm.fsutil import atomic_write_text
 
@@ -24,6 +25,7 @@ FORMAT = 1
 PMPM_DIR = Path("conda-meta") / "pmpm"
 #: what a snapshot leaves out: the lock and the journal itself
 _OWN = frozenset({str(PMPM_DIR / "lock"), str(PMPM_DIR / "journal")})
+_OWN_IN_META = frozenset({"pmpm/lock", "pmpm/journal"})
 
 
 def pmpm_dir(prefix: Path) -> Path:
@@ -63,33 +65,62 @@ def _scan(prefix: Path) -> dict[str, list[int]]:
 
 
 def begin(prefix: Path) -> Snapshot:
-    """Write the journal for a change about to happen; returns the snapshot taken."""
-    snapshot = Snapshot.take(prefix)
+    """Write the journal for a change about to happen; returns the snapshot taken.
+
+    The snapshot file is written last: a journal folder without it (a full disk, a kill while
+    writing) stands for a change that never started, and is removed here or by the next run.
+    """
     jdir = _journal_dir(prefix)
-    if jdir.exists():
-        shutil.rmtree(jdir)
-    jdir.mkdir(parents=True)
-    meta = prefix / "conda-meta"
-    if meta.is_dir():
-        shutil.copytree(meta, jdir / "conda-meta", ignore=_ignore_own, symlinks=True)
-    atomic_write_text(
-        jdir / "snapshot.json",
-        json.dumps({"format": FORMAT, "existed": snapshot.existed, "entries": snapshot.entries}),
-    )
+    try:
+        with needs_space(f"writing the journal of {prefix}", jdir):
+            snapshot = Snapshot.take(prefix)
+            if jdir.exists():
+                shutil.rmtree(jdir)
+            jdir.mkdir(parents=True)
+            meta = prefix / "conda-meta"
+            if meta.is_dir():
+                _copy_meta(meta, jdir / "conda-meta")
+            atomic_write_text(
+                jdir / "snapshot.json",
+                json.dumps({"format": FORMAT, "existed": snapshot.existed, "entries": snapshot.entries}),
+            )
+    except BaseException:
+        shutil.rmtree(jdir, ignore_errors=True)
+        raise
     return snapshot
 
 
-def _ignore_own(folder: str, names: list[str]) -> set[str]:
-    return {
-        n
-        for n in names
-        if Path(folder, n).as_posix().endswith(("conda-meta/pmpm/lock", "conda-meta/pmpm/journal"))
-    }
+def _copy_meta(source: Path, target: Path) -> None:
+    """Copy ``conda-meta`` without pmpm's lock and journal. Not ``shutil.copytree``: it folds
+    the copies' errors into one message and loses their errno (a full disk must stay one)."""
+    for root, dirs, files in os.walk(source):
+        here = Path(root)
+        rel = here.relative_to(source)
+        (target / rel).mkdir(parents=True, exist_ok=True)
+        links = [d for d in dirs if (here / d).is_symlink()]
+        dirs[:] = [d for d in dirs if d not in links and (rel / d).as_posix() not in _OWN_IN_META]
+        for name in [*files, *links]:
+            if (rel / name).as_posix() in _OWN_IN_META:
+                continue
+            if (here / name).is_symlink():
+                os.symlink(os.readlink(here / name), target / rel / name)
+            else:
+                shutil.copy2(here / name, target / rel / name)
 
 
 def pending(prefix: Path) -> bool:
-    """True when a previous run was interrupted between :func:`begin` and :func:`commit`."""
-    return (_journal_dir(prefix) / "snapshot.json").is_file()
+    """True when a previous run was interrupted between :func:`begin` and :func:`commit` (or
+    while writing the journal: :func:`drop_partial`, run under the prefix lock, removes those)."""
+    return _journal_dir(prefix).exists()
+
+
+def drop_partial(prefix: Path) -> None:
+    """Remove a journal whose writing was cut short (no snapshot: a kill or a full disk in
+    :func:`begin`); nothing had changed yet. Only the holder of the prefix lock may call this:
+    another run's :func:`begin` may be writing it otherwise."""
+    jdir = _journal_dir(prefix)
+    if jdir.exists() and not (jdir / "snapshot.json").is_file():
+        shutil.rmtree(jdir, ignore_errors=True)
 
 
 def commit(prefix: Path) -> None:
@@ -97,10 +128,20 @@ def commit(prefix: Path) -> None:
 
 
 def restore(prefix: Path) -> None:
-    """Return ``prefix`` to the journal's snapshot, then drop the journal."""
+    """Return ``prefix`` to the journal's snapshot, then drop the journal (no journal, or one
+    whose writing was cut short: nothing had changed, nothing to do)."""
+    drop_partial(prefix)
+    if not pending(prefix):
+        return
+    # what the failed run added is deleted first, so a full disk has room again for the rest;
+    # when it still has not, the journal stays for the next run to finish the repair
+    with needs_space(f"putting {prefix} back as it was", prefix):
+        _restore(prefix, _journal_dir(prefix))
+
+
+def _restore(prefix: Path, jdir: Path) -> None:
     from pmpm import conda
 
-    jdir = _journal_dir(prefix)
     try:
         data = json.loads((jdir / "snapshot.json").read_text())
     except (OSError, ValueError) as exc:

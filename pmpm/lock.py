@@ -83,6 +83,7 @@ def _request(package) -> dict[str, Any]:
 
 
 def lock_data(record) -> dict[str, Any]:
+    from pmpm.matchspec import for_solver
     from pmpm.record import identity_document
 
     document = {p["name"]: p for p in identity_document(record)["compiled"]}
@@ -93,7 +94,8 @@ def lock_data(record) -> dict[str, Any]:
         section = normalized.get("_pmpm") or {}
         if isinstance(section, dict):
             settings = {k: section[k] for k in ("mpi", "compilers", "tests") if k in section}
-        requested = [d for d in normalized.get("dependencies") or [] if isinstance(d, str)]
+        written = [d for d in normalized.get("dependencies") or [] if isinstance(d, str)]
+        requested = [str(match) for match in for_solver(written)]  # as the solve read them
     compiled = []
     for package in record.compiled_packages:
         if not package.recipe.get("rendered"):
@@ -310,8 +312,8 @@ def install(
         stack.enter_context(prefix_lock(prefix, on_wait=say))
         if journal.pending(prefix):
             journal.restore(prefix)
-        journal.begin(prefix)
         try:
+            journal.begin(prefix)  # in the try: a prefix this run created goes when it fails
             installed = conda.installed_records(prefix)
             say(f"installing {len(records)} locked conda packages into {prefix} (no solve)")
             conda.install(
@@ -387,7 +389,7 @@ def _compile(prefix: Path, section, target, work: Path, say: Say, *, jobs, offli
                 hint="restore the source the lock names (a local tree must be unchanged), or export "
                 "a new lock",
             )
-        flags = _neutral(step.inputs["flags"], tokens)
+        flags = _neutral(step.inputs.flags, tokens)
         if flags != want.get("flags"):
             changed = [k for k in flags if flags.get(k) != want["flags"].get(k)]
             say(

@@ -171,8 +171,9 @@ def run(
             )
         raise PmpmError(
             f"{layout.root} does not match its record; not running {command[0]}",
-            hint="see `pmpm verify PREFIX`; repair the environment, or pass --no-verify to run anyway "
-            "(the provenance then says it was not checked)",
+            hint=f"see `pmpm verify {layout.root}`; `pmpm repair {layout.root}` puts back missing or "
+            "modified files of its packages; or pass --no-verify to run anyway (the provenance then "
+            "says it was not checked)",
         )
     from pmpm.activation import run_activation
 

@@ -1,27 +1,22 @@
 """What the compile stage will do, and why: one step per package, ordered, each with a build key.
 
-The build key hashes every input that can change the installed bits: the rendered recipe, the
-source identity (tarball sha256, git commit, local tree hash), the exact flags, the compilers' and
-MPI's identities, the target, the options, the prefix (packages are built for their prefix), the
-conda packages the recipe builds against and the keys of the recipes it requires. Each input is
-kept beside the installed package (``conda-meta/pmpm/builds/NAME.json``) so a rebuild can say
-which input changed.
+The build key is the digest of the package's ``BuildInputs`` (pmpm.build_inputs): every input
+that can change the installed bits. They are kept beside the installed package
+(``conda-meta/pmpm/builds/NAME.json``) so a rebuild can say which input changed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pmpm.build_inputs import BuildInputs, digest  # noqa: F401 (digest: used by the record)
 from pmpm.errors import PmpmError
 from pmpm.journal import pmpm_dir
-from pmpm.recipe import Recipe, RecipeBook, load_data, render, resolve_options
-
-KEY_FORMAT = 1
+from pmpm.recipe import Recipe, RecipeBook, apply_request, load_data, render, resolve_options
 
 
 @dataclass
@@ -33,7 +28,7 @@ class Step:
     source: Any  # pmpm.sources.SourceSpec
     identity: str  # source identity
     target: str
-    inputs: dict[str, Any]
+    inputs: BuildInputs
     key: str
     decision: str = "new"  # new | up to date | rebuild | from cache
     reasons: list[str] = field(default_factory=list)
@@ -85,46 +80,12 @@ def order(requests: dict[str, Any], book: RecipeBook, requires_of: Callable[[str
     return result
 
 
-def digest(inputs: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
 def stored_inputs(prefix: Path, name: str) -> dict[str, Any] | None:
+    """The inputs the installed build of ``name`` was made with (a ``BuildInputs`` as stored)."""
     try:
         return json.loads((pmpm_dir(prefix) / "builds" / f"{name}.json").read_text())
     except (OSError, ValueError):
         return None
-
-
-def explain_change(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
-    """Which inputs differ, in words a user acts on."""
-    if old is None:
-        return []
-    labels = {
-        "recipe": "recipe changed",
-        "source": "source changed",
-        "flags": "flags changed",
-        "compilers": "compiler changed",
-        "mpi": "MPI changed",
-        "target": "target changed",
-        "options": "options changed",
-        "prefix": "prefix moved",
-        "format": "pmpm's build format changed",
-    }
-    reasons = []
-    for key, label in labels.items():
-        if old.get(key) != new.get(key):
-            if key == "source":
-                label += f" ({old.get(key)} -> {new.get(key)})"
-            reasons.append(label)
-    for dep, value in sorted(new.get("recipes", {}).items()):
-        if old.get("recipes", {}).get(dep) != value:
-            reasons.append(f"dependency {dep} rebuilt")
-    for dep, value in sorted(new.get("conda", {}).items()):
-        before = old.get("conda", {}).get(dep)
-        if before != value:
-            reasons.append(f"conda package {dep} changed ({before} -> {value})")
-    return reasons or ["inputs changed"]
 
 
 def recipe_for(
@@ -142,31 +103,10 @@ def recipe_for(
     has the python or MPI that the rest of a recipe may name.
     """
     source = book.find(name, where=where)
-    data = dict(load_data(source, context))
+    data = apply_request(dict(load_data(source, context)), request, where=where)
     if requires_only:
         data = {k: v for k, v in data.items() if k in ("name", "version", "versions", "requires", "options")}
         data.update(source={}, build={})
     options = resolve_options(data, request, origin=source.origin, where=where)
-    wanted = request.get("version")
-    if wanted is not None and str(wanted) != str(data["version"]):
-        versions = {str(k): v for k, v in (data.get("versions") or {}).items()}
-        if str(wanted) not in versions and not ({"path", "git", "url"} & request.keys()):
-            raise PmpmError(
-                f"recipe {name!r} knows versions {', '.join([str(data['version']), *versions]) or 'none'}, "
-                f"not {wanted}",
-                where=where,
-                hint="choose a known version, or give the source "
-                "(`url` + `sha256`, `git` + `ref`, or `path`)",
-            )
-        data["version"] = str(wanted)
-        if str(wanted) in versions and isinstance(data["source"], dict):
-            data["source"] = {**data["source"], "sha256": versions[str(wanted)]}
-    for kind in ("path", "git", "url"):
-        if kind in request:
-            # the env file's `path:` arrives resolved (a Path); sources take text
-            data["source"] = {
-                k: str(request[k]) for k in ("path", "git", "ref", "url", "sha256") if k in request
-            }
-            break
     recipe = render(data, {**context, "options": options}, origin=source.origin)
     return recipe, options

@@ -12,20 +12,23 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pmpm.journal import pmpm_dir
+from pmpm.diskspace import needs_space
+from pmpm.journal import drop_partial, pmpm_dir
 
 
 @contextmanager
 def prefix_lock(prefix: Path, *, on_wait: Callable[[str], None] = print) -> Iterator[None]:
     lock_path = pmpm_dir(prefix) / "lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    with needs_space(f"creating the lock of {prefix}", lock_path):
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             on_wait(f"another pmpm is working on {prefix}; waiting for it to finish (lock: {lock_path})")
             fcntl.flock(fd, fcntl.LOCK_EX)
+        drop_partial(prefix)  # a journal cut short (killed, disk full): only the lock holder writes one
         yield
     finally:
         os.close(fd)

@@ -3,7 +3,7 @@
 A recipe is a YAML file ``<folder>/<name>.yaml``; folders listed in the env file's
 ``_pmpm.recipes`` come first, then recipes from plugins (entry-point group ``pmpm.recipes``:
 a callable taking the template context and returning the same mapping a YAML file holds, for
-recipes that need logic), then the built-ins shipped in ``recipes/``. Every string is a jinja2
+recipes that need logic), then the built-ins shipped in ``pmpm/recipes/``. Every string is a jinja2
 template over the host profile and the options, rendered strictly: an unknown variable is an
 error naming the recipe, never an empty string on a compiler command line.
 """
@@ -14,24 +14,26 @@ import difflib
 import json
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from pmpm.errors import PmpmError, located
 
+#: keys of a ``_pmpm.packages`` entry that choose the source: each replaces the recipe's
+SOURCE_KEYS = ("path", "git", "url", "pypi", "ref", "sha256")
 #: option keys of a ``_pmpm.packages`` entry that are not recipe options
-PACKAGE_KEYS = {"version", "path", "git", "ref", "target", "sha256", "url"}
+PACKAGE_KEYS = {"version", "target", *SOURCE_KEYS}
+#: what may go with each kind of source an env file gives
+_WITH = {"path": set(), "git": {"ref"}, "url": {"sha256"}, "pypi": {"sha256"}}
+#: the recipe's own source kinds a lone `ref:` or `sha256:` applies to
+_FITS = {"ref": ("git",), "sha256": ("url", "pypi")}
 RECIPE_KEYS = {"name", "version", "versions", "source", "requires", "build", "test", "options", "about"}
 BUILD_KEYS = {"system", "args", "env", "script"}
 
 
 def builtin_dir() -> Path:
-    """``recipes/`` beside the package in a source tree, ``pmpm/_recipes`` in an installed wheel."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "recipes", here / "_recipes"):
-        if candidate.is_dir():
-            return candidate
-    return here.parent / "recipes"
+    """``pmpm/recipes/``: inside the package, so a wheel (not only a source tree) ships them."""
+    return Path(__file__).resolve().parent / "recipes"
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,80 @@ def resolve_options(
             )
         chosen[key] = value
     return chosen
+
+
+def apply_request(data: dict[str, Any], request: dict[str, Any], *, where: str | None) -> dict[str, Any]:
+    """The recipe's data with the env file's ``version`` and source keys applied.
+
+    Every key either reaches the source that is built or is refused naming the env file's line:
+    a ``ref:`` alone retargets the recipe's git source (refused for a tarball), a ``sha256:``
+    alone pins its tarball, ``path``/``git``/``url``/``pypi`` replace the source, and a
+    ``version:`` the recipe does not list needs a source that pins it.
+    """
+    name = data.get("name", "?")
+    data = dict(data)
+    source = data.get("source") if isinstance(data.get("source"), dict) else {}
+    own = next((k for k in _WITH if k in source), "none")
+    asked = {k: request[k] for k in SOURCE_KEYS if k in request}
+    for key, value in asked.items():
+        if not isinstance(value, str | PurePath) or not str(value):
+            raise PmpmError(f"package {name!r}: `{key}` must be text, not {value!r}", where=where)
+    wanted = request.get("version")
+    if wanted is not None and str(wanted) != str(data["version"]):
+        versions = {str(k): v for k, v in (data.get("versions") or {}).items()}
+        if str(wanted) not in versions and not asked:
+            known = ", ".join([str(data["version"]), *versions])
+            raise PmpmError(
+                f"recipe {name!r} knows versions {known}, not {wanted}, and nothing pins that version",
+                where=where,
+                hint="choose a known version, or give its source: `sha256:` of the recipe's tarball "
+                "for that version, `url` + `sha256`, `git` + `ref`, `ref`, or `path`",
+            )
+        data["version"] = str(wanted)
+        if str(wanted) in versions and own in _FITS["sha256"]:
+            source = {**source, "sha256": versions[str(wanted)]}
+    kinds = [k for k in _WITH if k in asked]
+    if len(kinds) > 1:
+        raise PmpmError(
+            f"package {name!r} gives both `{kinds[0]}` and `{kinds[1]}`", where=where, hint="keep one source"
+        )
+    if kinds:
+        kind = kinds[0]
+        extra = sorted(set(asked) - {kind} - _WITH[kind])
+        if extra:
+            raise PmpmError(
+                f"package {name!r}: `{extra[0]}` does not apply to a `{kind}` source",
+                where=where,
+                hint=f"a `{kind}` source takes "
+                + (", ".join(f"`{k}`" for k in sorted(_WITH[kind])) or "nothing else"),
+            )
+        new = {k: str(v) for k, v in asked.items()}
+        if kind == "git" and "ref" not in new:
+            if own != "git" or "ref" not in source:
+                raise PmpmError(
+                    f"package {name!r}: a `git` source needs `ref` (a branch, tag or commit)", where=where
+                )
+            new["ref"] = source["ref"]
+        if kind == "url" and "sha256" not in new:
+            raise PmpmError(
+                f"package {name!r}: a `url` source needs `sha256`",
+                where=where,
+                hint="the sha256 of the file makes a changed upstream file an error, not another build",
+            )
+        source = new
+    else:
+        for key, value in asked.items():  # a lone `ref:` or `sha256:` retargets the recipe's source
+            if own not in _FITS[key]:
+                raise PmpmError(
+                    f"package {name!r}: `{key}: {value}` applies to a {' or '.join(_FITS[key])} source, "
+                    f"but recipe {name!r} builds from a {own} source",
+                    where=where,
+                    hint="remove it, or give the whole source (`git` + `ref`, `url` + `sha256`, `path`)",
+                )
+            source = {**source, key: str(value)}
+    if isinstance(data.get("source"), dict) or kinds:
+        data["source"] = source
+    return data
 
 
 def render(data: dict[str, Any], context: dict[str, Any], *, origin: str) -> Recipe:

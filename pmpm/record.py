@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from pmpm.errors import PmpmError
-from pmpm.fsutil import atomic_write_text, sha256_file
+from pmpm.fsutil import atomic_write_text
 
 FORMAT = 1
 #: how the environment id is computed; a change of scheme changes every id, so it is versioned
@@ -64,10 +64,13 @@ class FileEntry:
     link: str | None = None  # a symlink's target
     prefix: str | None = None
     stack: str | None = None  # only for files no package owns: which stack they are in
+    #: a text file no package owns that names its stack: its sha256 with that location written
+    #: as ``${prefix}``, so that verify can check it where the environment was moved to
+    sha256_neutral: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FileEntry:
-        return cls(**{k: data.get(k) for k in ("path", "sha256", "size", "link", "prefix", "stack")})
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
 
 
 @dataclass
@@ -225,7 +228,7 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
-_OPTIONAL = frozenset({"link", "prefix", "stack", "size", "sha256"})
+_OPTIONAL = frozenset({"link", "prefix", "stack", "size", "sha256", "sha256_neutral"})
 
 
 # --------------------------------------------------------------------------- where it lives
@@ -461,11 +464,32 @@ def walk_files(stack: Path) -> dict[str, os.DirEntry | None]:
     return found
 
 
+#: how :attr:`FileEntry.sha256_neutral` writes the stack's own location
+NEUTRAL_PREFIX = "${prefix}"
+
+
 def file_entry(stack: Path, rel: str, stack_name: str | None = None) -> FileEntry:
+    """A file no package owns, as it is now. A text file naming the stack's location also gets
+    a location-neutral hash: relocation tools (conda-pack) rewrite the location in such files."""
     path = stack / rel
     if path.is_symlink():
         return FileEntry(path=rel, link=os.readlink(path), stack=stack_name)
-    return FileEntry(path=rel, sha256=sha256_file(path), size=path.stat().st_size, stack=stack_name)
+    data = path.read_bytes()
+    entry = FileEntry(path=rel, sha256=hashlib.sha256(data).hexdigest(), size=len(data), stack=stack_name)
+    here = os.fsencode(stack)
+    if here in data and _is_text(data):
+        entry.prefix = "text"
+        entry.sha256_neutral = hashlib.sha256(data.replace(here, NEUTRAL_PREFIX.encode())).hexdigest()
+    return entry
+
+
+def _is_text(data: bytes) -> bool:
+    """conda-pack's test for an unmanaged file it may rewrite: valid UTF-8."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _pip_packages(stack: Path, stack_name: str, unowned: list[str]) -> list[PipPackage]:

@@ -156,10 +156,15 @@ class SourceCache:
 
     def _receive(self, chunks: Iterable[bytes], name: str, *, expected: str | None) -> str:
         """Stream into a temp file beside the store; only a verified file is renamed into place."""
+        from pmpm.diskspace import needs_space
+
         fd, tmp = tempfile.mkstemp(prefix=".part-", dir=self._store)
         digest = hashlib.sha256()
         try:
-            with os.fdopen(fd, "wb") as out:
+            with (
+                needs_space(f"storing the source {name} in the source cache", self._store),
+                os.fdopen(fd, "wb") as out,
+            ):
                 for chunk in chunks:
                     digest.update(chunk)
                     out.write(chunk)

@@ -9,67 +9,37 @@ user can fail happens here, where the line numbers are still known.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pmpm.errors import PmpmError, located
+from pmpm import matchspec
+from pmpm.errors import PmpmError, combined, located
 from pmpm.yaml_lines import Node, parse_yaml
 
+T = TypeVar("T")
+
 TOP_LEVEL_KEYS = ("name", "channels", "dependencies", "variables", "prefix", "platforms", "category", "_pmpm")
-PMPM_KEYS = (
-    "target",
-    "recipes",
-    "packages",
-    "conda",
-    "backend",
-    "compilers",
-    "mpi",
-    "cache",
-    "modules",
-    "jupyter_kernel",
-    "conda_prefix_name",
-    "compile_prefix_name",
-    "tests",
-)
-BACKENDS = ("rattler", "conda", "mamba", "micromamba")
-COMPILER_KEYS = ("cc", "cxx", "fc")
-MODULE_KEYS = ("lmod", "tcl", "name")
-MPI_WORDS = ("none", "conda", "external")
-MPI_EXTERNAL_KEYS = ("mpicc", "mpicxx", "mpifort")
-PACKAGE_OPTION_TYPES = ("version", "path", "git", "ref", "target")
 SELECTOR_FAMILIES = ("linux", "osx", "win", "unix")
 
-# Keys of the original pmpm that have no counterpart: what the user should do instead.
-_LEGACY_REJECTED = {
-    "fast_update": "incremental rebuilds are automatic in pmpm; remove `fast_update`",
-    "download_prefix_name": (
-        "pmpm keeps downloaded sources in its own source cache; remove `download_prefix_name`"
-    ),
-    "sub_platform": (
-        "pmpm keys builds by `target` and keeps sources in its own source cache; remove `sub_platform`"
-    ),
-    "nomkl": (
-        "`nomkl` is a conda package, not a pmpm option; remove it here and add `- nomkl` to `dependencies`"
-    ),
-    "update": "updating is chosen on the command line in pmpm; remove `update` and run with `--update`",
-}
-_LEGACY_MAPPED = ("dependencies", "arch", "tune", "python_version", "skip_conda", "skip_test")
-
-_PACKAGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 _ENV_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 _SELECTOR = re.compile(r"^sel\((.*)\)$")
+_BRACKET_CHANNEL = re.compile(r"""\bchannel\s*=\s*["']?([^"',\]\s]+)""")
 
 
 @dataclass(frozen=True)
 class Dependency:
-    """One conda match spec."""
+    """One conda match spec: ``spec`` as written (spacing normalised), for messages;
+    ``canonical`` the same spec as conda reads it, without its channel, for the solver, the
+    installer and the record (see :mod:`pmpm.matchspec`)."""
 
     spec: str
     name: str
     channel: str | None
     line: int
+    canonical: str
 
 
 @dataclass(frozen=True)
@@ -167,7 +137,18 @@ def load_env_file(path: Path, *, subdir: str | None = None) -> EnvSpec:
         subdir = str(Subdir.current())
     elif subdir not in known_subdirs:
         raise PmpmError(f"unknown platform `{subdir}`", hint=f"use one of: {', '.join(known_subdirs)}")
-    return _Reader(path, subdir, known_subdirs).read(root.value)
+    reader = _Reader(path, subdir, known_subdirs)
+    spec = reader.read(root.value)
+    if reader.problems:
+        reader.problems.sort(key=_line_of)
+        raise combined(reader.problems, "in the environment file")
+    return spec
+
+
+def _line_of(problem: PmpmError) -> int:
+    """The line a reader's problem names (its ``where`` is ``file:line``), for reporting in order."""
+    line = (problem.where or "").rpartition(":")[2]
+    return int(line) if line.isdigit() else 0
 
 
 def _read_text(path: Path) -> str:
@@ -266,13 +247,6 @@ def _unknown_key(key: str, valid: tuple[str, ...] | list[str], what: str, path: 
     return PmpmError(f"unknown {what} key `{key}`", where=located(path, line), hint=hint)
 
 
-def _normalise_spec(text: str) -> str:
-    """One canonical spacing, so `scipy   >=  1.5,  <2` prints and compares as `scipy >=1.5,<2`."""
-    spec = " ".join(text.split())
-    spec = re.sub(r"\s*([,|])\s*", r"\1", spec)
-    return re.sub(r"([<>=!~])\s+(?=[0-9A-Za-z*])", r"\1", spec)
-
-
 def _is_local_path(text: str, base: Path) -> bool:
     if text in (".", "..") or text.startswith(("/", "./", "../", "~")):
         return True
@@ -288,6 +262,16 @@ class _Reader:
         self.subdir = subdir
         self.known_subdirs = known_subdirs
         self.notes: list[str] = []
+        # Everything refused, reported together: a file with six problems takes one run to fix
+        self.problems: list[PmpmError] = []
+
+    def attempt(self, check: Callable[..., T], *args: Any) -> T | None:
+        """Run one check of one entry; a problem is kept for the final report, and None returned."""
+        try:
+            return check(*args)
+        except PmpmError as exc:
+            self.problems.append(exc)
+            return None
 
     # typed access ---------------------------------------------------------------------------
 
@@ -329,8 +313,9 @@ class _Reader:
         result: dict[str, str] = {}
         for key, value in self.mapping(node, what).items():
             if key not in keys:
-                raise _unknown_key(key, keys, f"`{what}`", self.path, value.line)
-            result[key] = self.text(value, f"{what}.{key}")
+                self.problems.append(_unknown_key(key, keys, f"`{what}`", self.path, value.line))
+            elif (text := self.attempt(self.text, value, f"{what}.{key}")) is not None:
+                result[key] = text
         return result
 
     def local_path(self, text: str) -> Path:
@@ -341,30 +326,32 @@ class _Reader:
     def read(self, top: dict[str, Node]) -> EnvSpec:
         for key, node in top.items():
             if key not in TOP_LEVEL_KEYS:
-                raise _unknown_key(key, TOP_LEVEL_KEYS, "top-level", self.path, node.line)
+                self.problems.append(_unknown_key(key, TOP_LEVEL_KEYS, "top-level", self.path, node.line))
         spec = EnvSpec(path=self.path)
         if "name" in top:
-            spec.name = self.optional_text(top["name"], "name")
+            spec.name = self.attempt(self.optional_text, top["name"], "name")
         if "prefix" in top:
-            spec.prefix = self.optional_text(top["prefix"], "prefix")
+            spec.prefix = self.attempt(self.optional_text, top["prefix"], "prefix")
         if "channels" in top:
-            spec.channels, spec.nodefaults = self.channels(top["channels"])
+            spec.channels, spec.nodefaults = self.attempt(self.channels, top["channels"]) or ([], False)
         if "dependencies" in top:
-            self.dependencies(top["dependencies"], spec)
+            self.attempt(self.dependencies, top["dependencies"], spec)
         if "variables" in top:
             spec.variables_line = top["variables"].line
-            spec.variables = self.variables(top["variables"])
+            spec.variables = self.attempt(self.variables, top["variables"]) or {}
         if "platforms" in top:
-            spec.platforms = self.platforms(top["platforms"])
+            spec.platforms = self.attempt(self.platforms, top["platforms"]) or []
         if "category" in top:
             self.notes.append(
                 f"`category: {top['category'].text}` (line {top['category'].line}) is a conda-lock "
                 "grouping; pmpm installs every dependency and ignores it"
             )
-        section = _PmpmReader(self).read(top["_pmpm"]) if "_pmpm" in top else _Section()
+        from pmpm.spec_pmpm import PmpmReader, Section  # the `_pmpm` section has a module of its own
+
+        section = PmpmReader(self).read(top["_pmpm"]) if "_pmpm" in top else Section()
         spec.pmpm = section.fields
         if section.python_version is not None:
-            self.add_python_version(spec, *section.python_version)
+            self.attempt(self.add_python_version, spec, *section.python_version)
         spec.pmpm.notes = self.notes
         return spec
 
@@ -372,7 +359,9 @@ class _Reader:
         channels: list[ChannelRef] = []
         nodefaults = False
         for item in self.items(node, "channels"):
-            text = self.text(item, "channels").strip()
+            text = (self.attempt(self.text, item, "channels") or "").strip()
+            if not text:
+                continue
             if text == "nodefaults":
                 nodefaults = True
             elif _URL.match(text):
@@ -386,55 +375,61 @@ class _Reader:
     def variables(self, node: Node) -> dict[str, str]:
         result: dict[str, str] = {}
         for key, value in self.mapping(node, "variables").items():
-            if not _ENV_VAR_NAME.match(key):
-                raise self.error(
-                    f"`{key}` is not a valid environment variable name",
-                    value,
-                    hint="use letters, digits and `_`, not starting with a digit",
-                )
-            if not value.is_scalar:
-                raise self.error(f"variable `{key}` must be a single value, not {_describe(value)}", value)
-            if value.value is None:
-                raise self.error(f"variable `{key}` has no value", value, hint=f'write `{key}: ""` for empty')
-            result[key] = value.text or ""
+            text = self.attempt(self.variable, key, value)
+            if text is not None:
+                result[key] = text
         return result
+
+    def variable(self, key: str, value: Node) -> str:
+        if not _ENV_VAR_NAME.match(key):
+            raise self.error(
+                f"`{key}` is not a valid environment variable name",
+                value,
+                hint="use letters, digits and `_`, not starting with a digit",
+            )
+        if not value.is_scalar:
+            raise self.error(f"variable `{key}` must be a single value, not {_describe(value)}", value)
+        if value.value is None:
+            raise self.error(f"variable `{key}` has no value", value, hint=f'write `{key}: ""` for empty')
+        return value.text or ""
 
     def platforms(self, node: Node) -> list[str]:
-        result = []
-        for item in self.items(node, "platforms"):
-            name = self.text(item, "platforms")
-            if name not in self.known_subdirs:
-                import difflib  # only on the error path
+        return [name for item in self.items(node, "platforms") if (name := self.attempt(self.platform, item))]
 
-                close = difflib.get_close_matches(name, self.known_subdirs, n=1)
-                hint = f"did you mean `{close[0]}`?" if close else "use conda subdir names such as linux-64"
-                raise self.error(f"unknown platform `{name}`", item, hint=hint)
-            result.append(name)
-        return result
+    def platform(self, item: Node) -> str:
+        name = self.text(item, "platforms")
+        if name not in self.known_subdirs:
+            import difflib  # only on the error path
+
+            close = difflib.get_close_matches(name, self.known_subdirs, n=1)
+            hint = f"did you mean `{close[0]}`?" if close else "use conda subdir names such as linux-64"
+            raise self.error(f"unknown platform `{name}`", item, hint=hint)
+        return name
 
     # dependencies ---------------------------------------------------------------------------
 
     def dependencies(self, node: Node, spec: EnvSpec) -> None:
-        from rattler import MatchSpec  # lazy: py-rattler is slow to import
-        from rattler.exceptions import InvalidMatchSpecError
-
         by_name: dict[str, int] = {}
         for item in self.items(node, "dependencies"):
-            entry = self.dependency_entry(item, spec)
-            if entry is None:
-                continue
-            text, line = entry
-            written = _normalise_spec(text)
-            try:
-                match = MatchSpec(written, strict=False)
-            except InvalidMatchSpecError as exc:
-                reason = str(exc).splitlines()[0]
-                hint = "write a conda match spec such as `numpy >=1.26` or `conda-forge::numpy=1.26`"
-                if "{{" in written or "{%" in written:
-                    hint = "this is a template placeholder; render the template before using the file"
-                raise self.error(f"invalid package spec `{written}`: {reason}", line, hint=hint) from None
-            dep = Dependency(written, match.name.normalized, self.channel_of(written, match), line)
-            self.add_dependency(spec.dependencies, by_name, dep)
+            self.attempt(self.dependency, item, spec, by_name)
+
+    def dependency(self, item: Node, spec: EnvSpec, by_name: dict[str, int]) -> None:
+        entry = self.dependency_entry(item, spec)
+        if entry is None:
+            return
+        text, line = entry
+        written = matchspec.normalise(text)
+        try:
+            match = matchspec.parse(written)
+            canonical = matchspec.canonical(match)
+        except matchspec.InvalidSpec as exc:
+            hint = "write a conda match spec such as `numpy >=1.26` or `conda-forge::numpy=1.26`"
+            if "{{" in written or "{%" in written:
+                hint = "this is a template placeholder; render the template before using the file"
+            raise self.error(str(exc), line, hint=hint) from None
+        channel = self.channel_of(written, match)
+        dep = Dependency(written, match.name.normalized, channel, line, canonical)
+        self.add_dependency(spec.dependencies, by_name, dep)
 
     def dependency_entry(self, item: Node, spec: EnvSpec) -> tuple[str, int] | None:
         """The spec text of one list item, or None for pip sections and selectors that do not apply."""
@@ -488,7 +483,8 @@ class _Reader:
     def channel_of(self, written: str, match: Any) -> str | None:
         if match.channel is None:
             return None
-        prefix = written.split("::", 1)[0].strip()
+        bracket = _BRACKET_CHANNEL.search(written) if "::" not in written else None
+        prefix = bracket.group(1) if bracket else written.split("::", 1)[0].strip()
         if _URL.match(prefix):
             return prefix  # the channel's name alone would lose the host
         if _is_local_path(prefix, self.base):
@@ -503,7 +499,9 @@ class _Reader:
             return
         index = by_name[dep.name]
         first = deps[index]
-        if first.spec != dep.spec and dep.spec.lower() != dep.name and first.spec.lower() != first.name:
+        if (first.canonical, first.channel) != (dep.canonical, dep.channel) and not (
+            dep.spec.lower() == dep.name or first.spec.lower() == first.name
+        ):
             raise self.error(
                 f"`{dep.name}` is listed twice: `{first.spec}` (line {first.line}) and `{dep.spec}` "
                 f"(line {dep.line})",
@@ -526,250 +524,12 @@ class _Reader:
                 f"name python at line {pinned}"
             )
             return
-        from rattler import MatchSpec
-        from rattler.exceptions import InvalidMatchSpecError
-
         text = f"python={version}"
         try:
-            MatchSpec(text, strict=False)
-        except InvalidMatchSpecError as exc:
-            reason = str(exc).splitlines()[0]
-            raise self.error(f"invalid `_pmpm.python_version: {version}`: {reason}", line) from None
-        spec.dependencies.append(Dependency(text, "python", None, line))
+            canonical = matchspec.canonical(matchspec.parse(text))
+        except matchspec.InvalidSpec as exc:
+            raise self.error(f"invalid `_pmpm.python_version: {version}`: {exc.reason}", line) from None
+        spec.dependencies.append(Dependency(text, "python", None, line, canonical))
         self.notes.append(
             f"`_pmpm.python_version: {version}` (line {line}) is read as the dependency `{text}`"
-        )
-
-
-@dataclass
-class _Section:
-    fields: PmpmSection = field(default_factory=PmpmSection)
-    python_version: tuple[str, int] | None = None
-
-
-class _PmpmReader:
-    """Reads `_pmpm`, mapping the original pmpm's keys and refusing what has no counterpart."""
-
-    def __init__(self, reader: _Reader) -> None:
-        self.r = reader
-        self.section = _Section()
-        self.set_by: dict[str, tuple[str, int]] = {}
-        self.arch: str | None = None
-        self.tune: Node | None = None
-
-    def set(self, field_name: str, value: Any, key: str, line: int) -> None:
-        """Two keys (an old and a new spelling) setting one field is ambiguous: refuse it."""
-        if field_name in self.set_by:
-            other, other_line = self.set_by[field_name]
-            raise self.r.error(
-                f"`_pmpm.{key}` and `_pmpm.{other}` (line {other_line}) both set `{field_name}`",
-                line,
-                hint=f"keep only `{field_name}`",
-            )
-        self.set_by[field_name] = (key, line)
-        setattr(self.section.fields, field_name, value)
-
-    def note(self, text: str) -> None:
-        self.r.notes.append(text)
-
-    def read(self, node: Node) -> _Section:
-        for key, value in self.r.mapping(node, "_pmpm").items():
-            if key in _LEGACY_REJECTED:
-                raise self.r.error(
-                    f"`_pmpm.{key}` of the original pmpm is not supported", value, hint=_LEGACY_REJECTED[key]
-                )
-            if key in _LEGACY_MAPPED:
-                getattr(self, f"legacy_{key}")(value)
-            elif key in PMPM_KEYS:
-                getattr(self, f"key_{key}")(value)
-            else:
-                raise _unknown_key(key, PMPM_KEYS, "`_pmpm`", self.r.path, value.line)
-        if self.tune is not None:  # checked last: it is compared with `arch`, wherever that is written
-            self.check_tune(self.tune)
-        return self.section
-
-    # current keys ---------------------------------------------------------------------------
-
-    def key_target(self, node: Node) -> None:
-        self.set("target", self.r.text(node, "_pmpm.target"), "target", node.line)
-
-    def key_recipes(self, node: Node) -> None:
-        folders = [
-            self.r.local_path(self.r.text(item, "_pmpm.recipes"))
-            for item in self.r.items(node, "_pmpm.recipes")
-        ]
-        self.set("recipes", folders, "recipes", node.line)
-
-    def key_packages(self, node: Node) -> None:
-        requests: list[PackageRequest] = []
-        seen: dict[str, int] = {}
-        for item in self.r.items(node, "_pmpm.packages"):
-            request = self.package(item)
-            if request.name in seen:
-                raise self.r.error(
-                    f"package `{request.name}` is listed twice in `_pmpm.packages` "
-                    f"(lines {seen[request.name]} and {item.line})",
-                    item,
-                    hint="keep one entry and put all its options there",
-                )
-            seen[request.name] = item.line
-            requests.append(request)
-        self.set("packages", requests, "packages", node.line)
-
-    def package(self, item: Node) -> PackageRequest:
-        if item.is_mapping:
-            if len(item.value) != 1:
-                raise self.r.error(
-                    "a `_pmpm.packages` entry must be a name or one `name: {options}` mapping",
-                    item,
-                    hint="start each package on its own `- ` line",
-                )
-            [(name, options_node)] = item.value.items()
-            options = self.package_options(name, options_node)
-        else:
-            name = self.r.text(item, "_pmpm.packages")
-            options = {}
-            if "=" in name:
-                base, _, ref = name.partition("=")
-                raise self.r.error(
-                    f"`{name}` is not a package name",
-                    item,
-                    hint=f"write `- {base}: {{ref: {ref}}}` (a git ref) or `{{version: {ref}}}`",
-                )
-        if not _PACKAGE_NAME.match(name):
-            raise self.r.error(f"`{name}` is not a valid package name", item)
-        return PackageRequest(name, options, item.line)
-
-    def package_options(self, name: str, node: Node) -> dict[str, Any]:
-        options: dict[str, Any] = {}
-        for key, value in self.r.mapping(node, f"_pmpm.packages.{name}").items():
-            what = f"_pmpm.packages.{name}.{key}"
-            if key == "path":
-                options[key] = self.r.local_path(self.r.text(value, what))
-            elif key in PACKAGE_OPTION_TYPES:
-                options[key] = self.r.text(value, what)
-            else:
-                options[key] = value.plain()  # recipe options; the recipe checks them
-        if "path" in options and "git" in options:
-            raise self.r.error(
-                f"package `{name}` has both `path` and `git`", node, hint="build from one source: keep one"
-            )
-        return options
-
-    def key_conda(self, node: Node) -> None:
-        if isinstance(node.value, bool):
-            self.set("conda", node.value, "conda", node.line)
-            return
-        backend = self.backend(node, "_pmpm.conda")
-        self.set("backend", backend, "conda", node.line)
-        self.note(f"`_pmpm.conda: {backend}` (line {node.line}) is read as `backend: {backend}`")
-
-    def key_backend(self, node: Node) -> None:
-        self.set("backend", self.backend(node, "_pmpm.backend"), "backend", node.line)
-
-    def backend(self, node: Node, what: str) -> str:
-        if not node.is_scalar or node.value is None or node.text not in BACKENDS:
-            raise self.r.error(
-                f"`{what}` must be one of {', '.join(BACKENDS)}, not {_describe(node)}",
-                node,
-                hint="or `conda: false` to build without a conda stack" if what == "_pmpm.conda" else None,
-            )
-        return node.text
-
-    def key_compilers(self, node: Node) -> None:
-        self.set(
-            "compilers", self.r.string_map(node, "_pmpm.compilers", COMPILER_KEYS), "compilers", node.line
-        )
-
-    def key_modules(self, node: Node) -> None:
-        self.set("modules", self.r.string_map(node, "_pmpm.modules", MODULE_KEYS), "modules", node.line)
-
-    def key_mpi(self, node: Node) -> None:
-        self.set("mpi", self.mpi(node), "mpi", node.line)
-
-    def mpi(self, node: Node) -> str | dict[str, Any] | None:
-        shapes = "`none`, `conda`, `external`, `{external: {mpicc: PATH}}` or `{module: NAME}`"
-        if node.value is None:
-            return None
-        if node.is_scalar and node.text in MPI_WORDS:
-            return node.text
-        if node.is_mapping and len(node.value) == 1:
-            [(key, value)] = node.value.items()
-            if key == "module":
-                return {"module": self.r.text(value, "_pmpm.mpi.module")}
-            if key == "external":
-                return {"external": self.r.string_map(value, "_pmpm.mpi.external", MPI_EXTERNAL_KEYS)}
-        raise self.r.error(f"`_pmpm.mpi` must be {shapes}, not {_describe(node)}", node)
-
-    def key_cache(self, node: Node) -> None:
-        self.set("cache", self.r.optional_text(node, "_pmpm.cache"), "cache", node.line)
-
-    def key_jupyter_kernel(self, node: Node) -> None:
-        self.set("jupyter_kernel", self.r.boolean(node, "_pmpm.jupyter_kernel"), "jupyter_kernel", node.line)
-
-    def key_tests(self, node: Node) -> None:
-        self.set("tests", self.r.boolean(node, "_pmpm.tests"), "tests", node.line)
-
-    def key_conda_prefix_name(self, node: Node) -> None:
-        self.set(
-            "conda_prefix_name", self.folder_name(node, "conda_prefix_name"), "conda_prefix_name", node.line
-        )
-
-    def key_compile_prefix_name(self, node: Node) -> None:
-        name = self.folder_name(node, "compile_prefix_name")
-        self.set("compile_prefix_name", name, "compile_prefix_name", node.line)
-
-    def folder_name(self, node: Node, key: str) -> str:
-        name = self.r.text(node, f"_pmpm.{key}")
-        if "/" in name or "\\" in name or name in (".", ".."):
-            raise self.r.error(f"`_pmpm.{key}` must be a plain folder name, not `{name}`", node)
-        return name
-
-    # keys of the original pmpm ----------------------------------------------------------------
-
-    def legacy_dependencies(self, node: Node) -> None:
-        requests: list[PackageRequest] = []
-        for item in self.r.items(node, "_pmpm.dependencies"):
-            text = self.r.text(item, "_pmpm.dependencies")
-            name, _, ref = (part.strip() for part in text.partition("="))
-            if not _PACKAGE_NAME.match(name) or ("=" in text and not ref):
-                raise self.r.error(f"`{text}` is not `name` or `name=git-ref`", item)
-            requests.append(PackageRequest(name, {"ref": ref} if ref else {}, item.line))
-        self.set("packages", requests, "dependencies", node.line)
-        self.note(f"`_pmpm.dependencies` (line {node.line}) of the original pmpm is read as `_pmpm.packages`")
-
-    def legacy_arch(self, node: Node) -> None:
-        arch = self.arch = self.r.text(node, "_pmpm.arch")
-        target = "host" if arch == "native" else arch.replace("-", "_")
-        self.set("target", target, "arch", node.line)
-        self.note(f"`_pmpm.arch: {arch}` (line {node.line}) is read as `target: {target}`")
-
-    def legacy_tune(self, node: Node) -> None:
-        self.tune = node
-
-    def check_tune(self, node: Node) -> None:
-        tune = self.r.text(node, "_pmpm.tune")
-        if tune not in ("generic", "native") and tune != self.arch:
-            raise self.r.error(
-                f"`_pmpm.tune: {tune}` is not supported: pmpm derives -mtune from the target",
-                node,
-                hint=f"set `_pmpm: {{target: {tune.replace('-', '_')}}}` instead of `tune`",
-            )
-        self.note(f"`_pmpm.tune: {tune}` (line {node.line}) is dropped: pmpm takes -mtune from the target")
-
-    def legacy_python_version(self, node: Node) -> None:
-        self.section.python_version = (self.r.text(node, "_pmpm.python_version"), node.line)
-
-    def legacy_skip_conda(self, node: Node) -> None:
-        skip = self.r.boolean(node, "_pmpm.skip_conda")
-        self.set("conda", not skip, "skip_conda", node.line)
-        self.note(
-            f"`_pmpm.skip_conda: {node.text}` (line {node.line}) is read as `conda: {str(not skip).lower()}`"
-        )
-
-    def legacy_skip_test(self, node: Node) -> None:
-        skip = self.r.boolean(node, "_pmpm.skip_test")
-        self.set("tests", not skip, "skip_test", node.line)
-        self.note(
-            f"`_pmpm.skip_test: {node.text}` (line {node.line}) is read as `tests: {str(not skip).lower()}`"
         )

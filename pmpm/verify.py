@@ -5,7 +5,9 @@ Verify compares the prefix with its record and with the package records in ``con
 packages added, removed or changed behind pmpm's back (a ``conda install``, a ``pip install``),
 files missing or modified (every installed file is hashed against the sha256 its package
 declares), and extra files no package owns and the record does not list. Python's run-time
-bytecode (``__pycache__``, ``*.pyc``) is ignored: running the environment writes it.
+bytecode (``__pycache__``, ``*.pyc``) is ignored: running the environment writes it. A file that
+embeds the prefix is checked modulo the prefix (:mod:`pmpm.relocation`), so an environment
+moved with conda-pack verifies clean where it was unpacked.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pmpm import record as records
+from pmpm import relocation
 from pmpm.errors import PmpmError
 
 Say = Callable[[str], None]
+#: the owner :class:`Problem` names for a file no package owns
+UNOWNED = "not in a package"
 
 
 @dataclass
@@ -28,6 +33,7 @@ class Problem:
     kind: str  # missing | modified | extra | package added | package removed | package changed | pip
     what: str
     owner: str | None = None  # the package the file belongs to
+    stack: str | None = None  # for a file of a package: the stack it is installed in (repair)
 
     def __str__(self) -> str:
         owner = f" ({self.owner})" if self.owner else ""
@@ -73,7 +79,7 @@ def check(prefix: Path) -> Report:
     expected.update({(p.stack, p.name): f"{p.version}-{p.build}" for p in recorded.compiled_packages})
     other = {(f.stack, f.path): f for f in recorded.other_files}
     recorded_pip = {(p.stack, p.dist_info) for p in recorded.pip_packages}
-    to_hash: list[tuple[Path, str, str, str]] = []  # path, expected sha256, shown name, owner
+    to_hash: list[_ToHash] = []
     for stack_name, stack in records.stacks(layout).items():
         owned: set[str] = set()
         found = {}
@@ -82,14 +88,16 @@ def check(prefix: Path) -> Report:
             label = f"{data.get('version')}-{data.get('build')}"
             found[name] = label
             owned.update(data.get("files") or [])
+            items = {i.get("_path"): i for i in (data.get("paths_data") or {}).get("paths") or []}
             for entry in records.installed_files(data):
                 if "__pycache__/" in entry.path or entry.path.endswith(".pyc"):
                     continue  # rewritten by Python at run time
                 path = stack / entry.path
                 if not os.path.lexists(path):
-                    problems.append(Problem("missing", _shown(stack_name, entry.path), name))
+                    problems.append(Problem("missing", _shown(stack_name, entry.path), name, stack_name))
                 elif entry.sha256 is not None and not path.is_symlink():
-                    to_hash.append((path, entry.sha256, _shown(stack_name, entry.path), name))
+                    where = (stack_name, stack, entry.path, items.get(entry.path))
+                    to_hash.append((path, entry.sha256, _shown(stack_name, entry.path), name, where))
         for (where, name), label in sorted(expected.items()):
             if where != stack_name:
                 continue
@@ -102,27 +110,46 @@ def check(prefix: Path) -> Report:
                 problems.append(Problem("package added", f"{name} {label}", "not installed by pmpm"))
         present = records.walk_files(stack)
         unowned = sorted(rel for rel in present if rel not in owned)
+        tool = relocation.tool_files(stack, unowned)
         for rel in unowned:
             entry = other.get((stack_name, rel))
-            if entry is None:
+            if entry is None and rel not in tool:
                 problems.append(Problem("extra", _shown(stack_name, rel)))
-            elif entry.sha256 is not None:
-                to_hash.append((stack / rel, entry.sha256, _shown(stack_name, rel), "not in a package"))
+            elif entry is not None and entry.sha256 is not None:
+                where = None
+                if entry.sha256_neutral:  # a text file naming the location: checked modulo it
+                    item = {"prefix_placeholder": records.NEUTRAL_PREFIX, "sha256": entry.sha256_neutral}
+                    where = (stack_name, stack, rel, item)
+                to_hash.append((stack / rel, entry.sha256, _shown(stack_name, rel), UNOWNED, where))
         for where, rel in sorted(other):
             if where == stack_name and rel not in present:
-                problems.append(Problem("missing", _shown(stack_name, rel), "not in a package"))
+                problems.append(Problem("missing", _shown(stack_name, rel), UNOWNED))
         for pip in records._pip_packages(stack, stack_name, unowned):
             if (stack_name, pip.dist_info) not in recorded_pip:
                 by = f"installed by {pip.installer}" if pip.installer else "installed"
                 problems.append(Problem("package added", f"{pip.name} {pip.version}", f"{by}, not by pmpm"))
     with ThreadPoolExecutor(max_workers=4) as pool:  # hashlib releases the GIL on large reads
         digests = list(pool.map(_hash, [item[0] for item in to_hash]))
-    for (_, want, shown, owner), got in zip(to_hash, digests, strict=True):
-        if got != want:
-            problems.append(Problem("modified", shown, owner))
+    for (path, want, shown, owner, where), got in zip(to_hash, digests, strict=True):
+        if got != want and not _relocated(path, where):
+            stack_name = where[0] if where and owner != UNOWNED else None
+            problems.append(Problem("modified", shown, owner, stack_name))
     order = ["package added", "package removed", "package changed", "modified", "missing", "extra"]
     problems.sort(key=lambda p: (order.index(p.kind) if p.kind in order else 99, p.what))
     return report
+
+
+#: a file to hash: path, expected sha256, name shown, owner, and for a package's file where it
+#: is (stack name, stack, path in it, its ``paths_data`` entry)
+_ToHash = tuple[Path, str, str, str, tuple[str, Path, str, dict | None] | None]
+
+
+def _relocated(path: Path, where: tuple[str, Path, str, dict | None] | None) -> bool:
+    """A package's file that embeds the prefix and is its package's file moved to this stack."""
+    if where is None or where[3] is None:
+        return False
+    _, stack, rel, item = where
+    return relocation.matches(path, rel, item, {str(stack), str(stack.resolve())})
 
 
 def _shown(stack_name: str, rel: str) -> str:
@@ -148,10 +175,22 @@ def run(prefix: Path, say: Say, *, as_json: bool = False) -> int:
     raise PmpmError(
         f"{report.prefix} does not match its record (environment id {report.environment_id}): "
         f"{_count(report.problems)}",
-        hint="the lines above list each difference; reinstall with pmpm conda_install "
-        "(it repairs missing files) or remove what was added; `pmpm record PREFIX` shows what "
-        "the environment should hold",
+        hint=_hint(report),
     )
+
+
+def _hint(report: Report) -> str:
+    """What to do next, for the kinds of difference found."""
+    repairable = [p for p in report.problems if p.kind in ("missing", "modified") and p.stack]
+    steps = []
+    if repairable:
+        steps.append(f"`pmpm repair {report.prefix}` reinstalls the packages with missing or modified files")
+    if len(repairable) < len(report.problems):
+        steps.append(
+            "remove what was added behind pmpm's back and put back files no package owns, or run "
+            "pmpm conda_install again with the env file"
+        )
+    return "; ".join(steps) + "; `pmpm record PREFIX` shows what the environment should hold"
 
 
 def _count(problems: list[Problem]) -> str:

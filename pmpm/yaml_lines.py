@@ -69,7 +69,7 @@ def parse_yaml(text: str, path: Path) -> Node | None:
         root = loader.get_single_node()
         if root is None:
             return None
-        return _convert(loader, root, path, line=None, open_nodes=set())
+        return _Converter(loader, path).convert(root, line=None, open_nodes=frozenset())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -97,14 +97,52 @@ def parse_yaml(text: str, path: Path) -> Node | None:
             loader.dispose()
 
 
-def _convert(loader: Any, node: yaml.Node, path: Path, line: int | None, open_nodes: set[int]) -> Node:
-    own_line = node.start_mark.line + 1
-    at = line if line is not None else own_line
-    if id(node) in open_nodes:  # `&a [*a]` would otherwise recurse forever
-        raise PmpmError("an alias refers to the list or mapping it is part of", where=located(path, at))
-    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
-        open_nodes = open_nodes | {id(node)}
-    if isinstance(node, yaml.MappingNode):
+#: Values a file may expand to. Real env files hold hundreds; nested aliases ("billion laughs")
+#: compose into a few dozen shared nodes but expand exponentially, which must be refused.
+MAX_VALUES = 100_000
+
+
+class _Converter:
+    """Turns composed YAML nodes into :class:`Node` trees, counting every value it makes.
+
+    Each alias becomes its own copy (so every use keeps its own line), which is what makes
+    an alias bomb dangerous: the count stops it after :data:`MAX_VALUES` values.
+    """
+
+    def __init__(self, loader: Any, path: Path) -> None:
+        self.loader = loader
+        self.path = path
+        self.left = MAX_VALUES
+        self.open_lines: list[int] = []  # lines of the lists and mappings being converted
+
+    def convert(self, node: yaml.Node, line: int | None, open_nodes: frozenset[int]) -> Node:
+        path = self.path
+        own_line = node.start_mark.line + 1
+        at = line if line is not None else own_line
+        self.left -= 1
+        if self.left < 0:  # name the top-level entry: an alias's own line is its anchor's
+            raise PmpmError(
+                f"the YAML expands to more than {MAX_VALUES} values through its aliases",
+                where=located(path, (self.open_lines[1:] or [at])[0]),
+                hint="aliases (`*name`) that repeat other aliases multiply; write the values out",
+            )
+        if id(node) in open_nodes:  # `&a [*a]` would otherwise recurse forever
+            raise PmpmError("an alias refers to the list or mapping it is part of", where=located(path, at))
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            open_nodes = open_nodes | {id(node)}
+            self.open_lines.append(at)
+            if isinstance(node, yaml.MappingNode):
+                result = Node(self.mapping(node, at, open_nodes), at)
+            else:
+                result = Node([self.convert(item, None, open_nodes) for item in node.value], at)
+            self.open_lines.pop()
+            return result
+        value = self.loader.construct_object(node, deep=True)
+        text = None if value is None else node.value
+        return Node(value, at, text)
+
+    def mapping(self, node: yaml.MappingNode, at: int, open_nodes: frozenset[int]) -> dict[str, Node]:
+        path = self.path
         first_line: dict[str, int] = {}
         for key_node, _ in node.value:
             key_line = key_node.start_mark.line + 1
@@ -120,18 +158,10 @@ def _convert(loader: Any, node: yaml.Node, path: Path, line: int | None, open_no
                     hint="keep one of them; YAML would silently drop the first",
                 )
             first_line[key_node.value] = key_line
-        loader.flatten_mapping(node)  # resolves merge keys the way safe_load does
+        self.loader.flatten_mapping(node)  # resolves merge keys the way safe_load does
         result: dict[str, Node] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):  # a key brought in by a merge
                 raise PmpmError("a mapping key must be a plain word", where=located(path, at))
-            key_line = key_node.start_mark.line + 1
-            result[key_node.value] = _convert(loader, value_node, path, line=key_line, open_nodes=open_nodes)
-        return Node(result, at)
-    if isinstance(node, yaml.SequenceNode):
-        return Node(
-            [_convert(loader, item, path, line=None, open_nodes=open_nodes) for item in node.value], at
-        )
-    value = loader.construct_object(node, deep=True)
-    text = None if value is None else node.value
-    return Node(value, at, text)
+            result[key_node.value] = self.convert(value_node, key_node.start_mark.line + 1, open_nodes)
+        return result

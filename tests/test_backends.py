@@ -6,9 +6,11 @@ import json
 import os
 import sys
 
+import pytest
 import yaml
 
-from tests.clihelp import TEST_RECIPES, pmpm, write_env
+from tests.clihelp import TEST_RECIPES, installed, pmpm, write_env
+from tests.real_conda import build_real_conda
 
 
 def test_missing_executable_is_a_clear_error(tmp_path):
@@ -37,9 +39,9 @@ def test_unknown_backend_is_refused(tmp_path):
 
 
 def _stand_in(bin_dir, name):
-    """MOCK: no conda, mamba or micromamba can be installed on these machines (no conda channel
-    and no such Debian or PyPI package), so this stand-in only records how pmpm calls it and
-    creates the prefix's conda-meta/history as the real tool would."""
+    """MOCK: no mamba or micromamba can be installed on these machines (no conda channel and no
+    such Debian or PyPI package), so this stand-in only records how pmpm calls it and creates the
+    prefix's conda-meta/history as the real tool would. conda itself is tested for real below."""
     bin_dir.mkdir(exist_ok=True)
     script = bin_dir / name
     script.write_text(
@@ -52,7 +54,8 @@ def _stand_in(bin_dir, name):
         "open(os.path.join(prefix, 'conda-meta', 'history'), 'a').close()\n"
         "log = os.environ['STAND_IN_LOG']\n"
         "calls = json.load(open(log)) if os.path.exists(log) else []\n"
-        "calls.append({'argv': argv, 'env_file': open(env_file).read()})\n"
+        "calls.append({'argv': argv, 'env_file': open(env_file).read(),\n"
+        "              'offline': os.environ.get('CONDA_OFFLINE')})\n"
         "json.dump(calls, open(log, 'w'))\n"
     )
     script.chmod(0o755)
@@ -81,8 +84,43 @@ def test_micromamba_and_conda_are_driven_with_a_resolved_env_file(tmp_path):
 
     calls = json.loads(log.read_text())
     assert [c["argv"][:2] for c in calls] == [["create", "-y"], ["env", "update"]]
-    assert calls[1]["argv"][-2:] == ["--prune", "--offline"]
+    assert calls[1]["argv"][-1] == "--prune"  # conda's `env update` has no --offline: CONDA_OFFLINE
+    assert [c["offline"] for c in calls] == [None, "true"]
     first = yaml.safe_load(calls[0]["env_file"])
     assert first["channels"] == [TEST_RECIPES.as_uri(), "nodefaults"]
     assert first["dependencies"] == ["dependency >=2", "dependent"]
     assert first["variables"] == {"A": "b"}
+
+
+@pytest.fixture(scope="session")
+def real_conda(tmp_path_factory):
+    return build_real_conda(tmp_path_factory)
+
+
+@pytest.mark.parametrize("setting", ["backend: conda", "conda: conda"])  # the original pmpm's spelling
+def test_env_files_backend_drives_the_real_conda(real_conda, tmp_path, setting):
+    env = write_env(tmp_path / "env.yml", [TEST_RECIPES], ["dependent=1"], f"_pmpm:\n  {setting}\n")
+    prefix = tmp_path / "p"
+    result = pmpm("conda_install", prefix, "--file", env, "--offline", env=real_conda.env)
+    assert result.code == 0, result.text
+    assert f"installer: conda (`_pmpm.backend` of {env})" in result.out
+    assert installed(prefix) == {"dependent": "1.0-0", "dependency": "1.0-0"}
+    history = (prefix / "conda-meta" / "history").read_text()
+    assert "# conda version: 26.7.1" in history and " env create -p " in history  # conda made it
+
+    write_env(env, [TEST_RECIPES], ["dependent"], f"_pmpm:\n  {setting}\n")  # an update, by conda too
+    result = pmpm("conda_install", prefix, "--file", env, "--offline", env=real_conda.env)
+    assert result.code == 0, result.text
+    assert installed(prefix) == {"dependent": "2.0-0", "dependency": "2.0-0"}  # conda's env update: newest
+    assert " env update -p " in (prefix / "conda-meta" / "history").read_text()
+
+
+def test_backend_flag_overrides_the_env_file(real_conda, tmp_path):
+    env = write_env(tmp_path / "env.yml", [TEST_RECIPES], ["dependent=1"], "_pmpm:\n  backend: conda\n")
+    prefix = tmp_path / "p"
+    result = pmpm("conda_install", prefix, "--file", env, "--backend", "rattler", env=real_conda.env)
+    assert result.code == 0, result.text
+    assert f"installer: rattler (--backend overrides `_pmpm.backend: conda` of {env})" in result.out
+    assert installed(prefix) == {"dependent": "1.0-0", "dependency": "1.0-0"}
+    history = (prefix / "conda-meta" / "history").read_text()
+    assert "# cmd: pmpm conda_install" in history and "26.7.1" not in history  # not conda's work

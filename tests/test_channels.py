@@ -48,6 +48,18 @@ def test_channel_prefix_in_a_spec_picks_that_channel(tmp_path, mirror):
     assert installed(tmp_path / "p") == {"tool": "2.0-0"}
 
 
+@pytest.mark.parametrize(
+    "written", ["chan-b::tool=2.0=0", "chan-b::tool 2.0", "tool[channel=chan-b,version=2.0]"]
+)
+def test_channel_prefix_with_conda_export_forms(tmp_path, mirror, written):
+    """`conda env export` writes `name=version=build`; with a channel it still goes through the alias."""
+    base, _ = mirror
+    env = write_env(tmp_path / "env.yml", ["chan-a"], [written])
+    result = pmpm("conda_install", tmp_path / "p", "--file", env, "--channel-alias", base.as_uri())
+    assert result.code == 0, result.text
+    assert installed(tmp_path / "p") == {"tool": "2.0-0"}
+
+
 def test_unknown_alias_channel_fails_naming_the_line(tmp_path, mirror):
     base, _ = mirror
     env = write_env(tmp_path / "env.yml", ["chan-a", "no-such-channel"], ["tool"])

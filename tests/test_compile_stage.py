@@ -191,3 +191,34 @@ def test_recipe_plugin_from_an_entry_point(tmp_path, project):
     assert installed(prefix)["plugged"].startswith(f"{expected}-pmpm_")
     kept = Path(result.out.split("kept the build folder of plugged: ")[1].split()[0])
     assert (kept / "src" / "libgreet.so").is_file()  # --keep-build kept the build tree
+
+
+def test_recipe_tests_run_with_the_package_installed(tmp_path, project):
+    """`{{ prefix }}` and `$PREFIX` name a prefix holding the package and its requirements, and
+    the commands run in bash; a failing one stops the build and leaves PREFIX as it was."""
+    env, _ = project
+    recipe = env.parent / "recipes" / "hello.yaml"
+    tests = (
+        "test:\n  commands:\n"
+        '    - "{{ prefix }}/bin/hello"\n'
+        '    - test "$($PREFIX/bin/hello)" = "hello, world"\n'
+        "    - test -f $PREFIX/lib/libgreet.so && test -f {{ prefix }}/conda-meta/greet-1.0-*.json\n"
+    )
+    recipe.write_text(recipe.read_text().split("test:\n")[0] + tests)
+    prefix = tmp_path / "p"
+    result = pmpm("conda_install", prefix, "--file", env)
+    assert result.code == 0, result.text
+    log = Path(result.out.split("installed hello 2.0")[1].split("log: ")[1].split(")")[0])
+    assert "=== hello: test" in log.read_text()
+    assert _run(prefix, "hello") == "hello, world\n"
+
+    before = tree_digest(prefix)
+    recipe.write_text(
+        recipe.read_text().split("test:\n")[0] + 'test:\n  commands: ["test -f $PREFIX/bin/nope"]\n'
+    )
+    failed = pmpm("conda_install", prefix, "--file", env)
+    assert failed.code == 1
+    assert "building hello failed at step `test`" in failed.err, failed.err
+    log = Path(failed.err.split("log: ")[1].split()[0])
+    assert "$PREFIX/bin/nope" in log.read_text()
+    assert tree_digest(prefix) == before

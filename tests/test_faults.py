@@ -162,3 +162,28 @@ def test_cli_runs_that_install_never_crash_at_exit(tmp_path, wide_channel):
             failures.append((f"dry-run {i}", result.code, result.err[-500:]))
     assert not failures
     assert installed(prefix) == {"pkg3": "2.0-0"}
+
+
+def test_a_journal_cut_short_is_dropped_by_the_next_run(tmp_path, wide_channel):
+    """A journal folder without its snapshot (a kill or a full disk while writing it) stands for
+    a change that never started: the next run removes it instead of keeping it for ever."""
+    from pmpm import journal
+
+    prefix = tmp_path / "p"
+    env = write_env(tmp_path / "env.yml", [wide_channel.path], ["pkg1 1.*"])
+    assert pmpm("conda_install", prefix, "--file", env).code == 0
+    before = tree_digest(prefix)
+    journal.begin(prefix)
+    jdir = journal.pmpm_dir(prefix) / "journal"
+    (jdir / "snapshot.json").unlink()  # as a run killed before writing its snapshot leaves it
+    assert (jdir / "conda-meta").is_dir()
+
+    journal.restore(prefix)  # nothing had changed: nothing to put back
+    assert tree_digest(prefix) == before
+    journal.begin(prefix)
+    (jdir / "snapshot.json").unlink()
+    result = pmpm("conda_install", prefix, "--file", env)  # a no-op run: it cleans up all the same
+    assert result.code == 0, result.text
+    assert "up to date" in result.out and "repairing" not in result.out
+    assert not jdir.exists()
+    assert tree_digest(prefix) == before

@@ -47,8 +47,8 @@ def test_basic_file_keeps_names_and_lines(tmp_path: Path) -> None:
     assert spec.name == "demo"
     assert [(c.text, c.line) for c in spec.channels] == [("conda-forge", 3)]
     assert spec.dependencies == [
-        Dependency("python=3.11", "python", None, 5),
-        Dependency("numpy >=1.26", "numpy", None, 7),
+        Dependency("python=3.11", "python", None, 5, "python 3.11.*"),
+        Dependency("numpy >=1.26", "numpy", None, 7, "numpy >=1.26"),
     ]
     assert spec.nodefaults is False
     assert spec.explicit == []
@@ -56,32 +56,49 @@ def test_basic_file_keeps_names_and_lines(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("written", "spec", "name", "channel"),
+    ("written", "spec", "name", "channel", "canonical"),
     [
-        ("conda-forge::numpy", "conda-forge::numpy", "numpy", "conda-forge"),
-        ("bioconda::samtools=1.21", "bioconda::samtools=1.21", "samtools", "bioconda"),
-        ("conda-forge/linux-64::numpy", "conda-forge/linux-64::numpy", "numpy", "conda-forge"),
+        ("conda-forge::numpy", "conda-forge::numpy", "numpy", "conda-forge", "numpy"),
+        ("bioconda::samtools=1.21", "bioconda::samtools=1.21", "samtools", "bioconda", "samtools 1.21.*"),
+        (
+            "conda-forge/linux-64::numpy",
+            "conda-forge/linux-64::numpy",
+            "numpy",
+            "conda-forge",
+            'numpy[subdir="linux-64"]',
+        ),
         (
             "https://prefix.dev/conda-forge::numpy",
             "https://prefix.dev/conda-forge::numpy",
             "numpy",
             "https://prefix.dev/conda-forge",
+            "numpy",
         ),
-        ("pkg=1.2=build*", "pkg=1.2=build*", "pkg", None),
-        ("pkg >=1,<2", "pkg >=1,<2", "pkg", None),
-        ("pkg 1.2.*", "pkg 1.2.*", "pkg", None),
-        ("python > 3.11", "python >3.11", "python", None),
-        ("scipy   >=    1.5.0,  < 2.0.0", "scipy >=1.5.0,<2.0.0", "scipy", None),
-        ("libnetcdf=*=mpi_*", "libnetcdf=*=mpi_*", "libnetcdf", None),
-        ("mpi4py ~= 3.1.4", "mpi4py ~=3.1.4", "mpi4py", None),
-        ("pytorch>=2.7.0=cuda12*", "pytorch>=2.7.0=cuda12*", "pytorch", None),
-        ("netCDF4=*=mpi_*", "netCDF4=*=mpi_*", "netcdf4", None),
-        ("sysroot_linux-64 2.17", "sysroot_linux-64 2.17", "sysroot_linux-64", None),
+        ("pkg=1.2=build*", "pkg=1.2=build*", "pkg", None, "pkg ==1.2 build*"),
+        ("pkg >=1,<2", "pkg >=1,<2", "pkg", None, "pkg >=1,<2"),
+        ("pkg 1.2.*", "pkg 1.2.*", "pkg", None, "pkg 1.2.*"),
+        ("python > 3.11", "python >3.11", "python", None, "python >3.11"),
+        ("scipy   >=    1.5.0,  < 2.0.0", "scipy >=1.5.0,<2.0.0", "scipy", None, "scipy >=1.5.0,<2.0.0"),
+        ("libnetcdf=*=mpi_*", "libnetcdf=*=mpi_*", "libnetcdf", None, "libnetcdf * mpi_*"),
+        ("mpi4py ~= 3.1.4", "mpi4py ~=3.1.4", "mpi4py", None, "mpi4py ~=3.1.4"),
+        ("pytorch>=2.7.0=cuda12*", "pytorch>=2.7.0=cuda12*", "pytorch", None, "pytorch >=2.7.0 cuda12*"),
+        ("netCDF4=*=mpi_*", "netCDF4=*=mpi_*", "netcdf4", None, "netcdf4 * mpi_*"),
+        (
+            "sysroot_linux-64 2.17",
+            "sysroot_linux-64 2.17",
+            "sysroot_linux-64",
+            None,
+            "sysroot_linux-64 ==2.17",
+        ),
+        ("libfoo=1.1.0=h0_0", "libfoo=1.1.0=h0_0", "libfoo", None, "libfoo ==1.1.0 h0_0"),
+        ("numpy=1.*", "numpy=1.*", "numpy", None, "numpy 1.*"),
     ],
 )
-def test_match_spec_forms(tmp_path: Path, written: str, spec: str, name: str, channel: str | None) -> None:
+def test_match_spec_forms(
+    tmp_path: Path, written: str, spec: str, name: str, channel: str | None, canonical: str
+) -> None:
     loaded = load(tmp_path, f'dependencies:\n  - "{written}"\n')
-    assert loaded.dependencies == [Dependency(spec, name, channel, 2)]
+    assert loaded.dependencies == [Dependency(spec, name, channel, 2, canonical)]
 
 
 def test_local_channel_in_spec_is_made_absolute(tmp_path: Path) -> None:
@@ -663,7 +680,7 @@ def test_tune_other_than_arch_is_rejected(tmp_path: Path) -> None:
 
 def test_python_version_becomes_a_dependency(tmp_path: Path) -> None:
     spec = load(tmp_path, "dependencies: [numpy]\n_pmpm:\n  python_version: 3.10\n")
-    assert spec.dependencies[-1] == Dependency("python=3.10", "python", None, 3)
+    assert spec.dependencies[-1] == Dependency("python=3.10", "python", None, 3, "python 3.10.*")
     assert spec.line_of_dependency("python") == 3
     assert "python=3.10" in spec.pmpm.notes[0]
 

@@ -21,12 +21,20 @@ DETECT_ORDER = ("python", "meson", "cmake", "autotools", "make")
 
 
 @functools.cache
+def _entry_points() -> dict:
+    """Name to entry point; the same plugin seen twice (an editable install beside a stale
+    one, say): the first by sorted name wins."""
+    found: dict = {}
+    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+        found.setdefault(ep.name, ep)
+    return found
+
+
+@functools.cache
 def builders() -> dict[str, Builder]:
     """Name to builder instance, loaded once; an entry point may name a class or an instance."""
     found: dict[str, Builder] = {}
-    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
-        if ep.name in found:
-            continue  # the same plugin seen twice (e.g. an editable install beside a stale one)
+    for ep in _entry_points().values():
         try:
             obj = ep.load()
             found[ep.name] = obj() if isinstance(obj, type) else obj
@@ -37,6 +45,20 @@ def builders() -> dict[str, Builder]:
                 hint="fix or uninstall the package that provides it",
             ) from exc
     return found
+
+
+def provider(name: str) -> str:
+    """``"distribution version"`` that provides builder ``name``: part of the build key."""
+    from pmpm.build_inputs import distribution_of
+
+    return distribution_of(_entry_points()[name])
+
+
+def watched_files() -> list[str]:
+    """The builder plugins' metadata and modules, for the no-op check."""
+    from pmpm.build_inputs import distribution_files
+
+    return [f for ep in _entry_points().values() for f in distribution_files(ep)]
 
 
 def available() -> str:

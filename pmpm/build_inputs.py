@@ -1,0 +1,183 @@
+"""Everything that can change a compiled package's bits, as one frozen, versioned value.
+
+The build key is the digest of a ``BuildInputs``; it is stored beside the installed package
+(``conda-meta/pmpm/builds/NAME.json``, the record's details beside it), and ``pmpm plan`` says why
+a package is rebuilt by comparing the stored value with the new one field by field. A field added
+here therefore joins the key, the stored inputs and the plan's reasons at once; ``FORMAT`` is
+raised when the meaning of a field changes, so older keys never match by accident.
+
+Plugins are part of it: the distribution (name and version) a recipe plugin or a builder plugin
+comes from, and the commands the builder produces for this build, so upgrading or editing a
+plugin rebuilds what it built and the binary cache stops serving its old builds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+#: raised when a field's meaning changes (2: plugins and builder commands joined the key)
+FORMAT = 2
+
+
+def digest(value: Any) -> str:
+    """sha256 of the canonical JSON of ``value``."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    """The inputs of one build; paths of the build prefix are written as ``${prefix}``."""
+
+    recipe: str  # digest of the rendered recipe (what a plugin returned, for plugin recipes)
+    recipe_plugin: str | None  # "distribution version" of the recipe's plugin; None for YAML files
+    builder: dict[str, str]  # name, providing distribution + version, digest of its commands
+    source: str  # "sha256:...", "git:<commit>", "tree:..."
+    flags: dict[str, str]
+    compilers: dict[str, str]  # language -> "vendor version path (--version line)"
+    mpi: str | None  # the MPI's identity, when the recipe uses it
+    python: str | None  # the interpreter's identity, when the recipe uses it
+    target: str
+    options: dict[str, Any]
+    prefix: str  # "relocatable", or the PREFIX a non-relocatable build is made for
+    recipes: dict[str, str]  # required recipe -> its build key
+    conda: dict[str, str]  # conda requirement -> "version-build"
+    format: int = FORMAT
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def key(self) -> str:
+        return digest(self.as_dict())
+
+    def reasons(self, old: dict[str, Any] | None) -> list[str]:
+        """Why a build with these inputs replaces one made with ``old`` (a stored dict)."""
+        if old is None:
+            return []
+        if old.get("format") != self.format:
+            return ["pmpm's build format changed"]
+        reasons: list[str] = []
+        for f in fields(self):
+            before, now = old.get(f.name), getattr(self, f.name)
+            if before != now:
+                reasons += _REASONS.get(f.name, _plain(f.name))(before, now)
+        if len(reasons) > 1 and _COMMANDS in reasons:
+            reasons.remove(_COMMANDS)  # the other reasons say why the commands differ (flags...)
+        return reasons or ["inputs changed"]
+
+
+def _plain(label: str):
+    return lambda before, now: [label]
+
+
+def _arrow(label: str):
+    return lambda before, now: [f"{label} ({before} -> {now})"]
+
+
+_COMMANDS = "build system's commands changed"
+
+
+def _builder(before: Any, now: dict[str, str]) -> list[str]:
+    before = before if isinstance(before, dict) else {}
+    if before.get("name") != now.get("name") or before.get("provider") != now.get("provider"):
+        was = f"{before.get('name')} from {before.get('provider')}"
+        return [f"build system changed ({was} -> {now.get('name')} from {now.get('provider')})"]
+    return [_COMMANDS]
+
+
+def _each(label: str, show: bool):
+    def reasons(before: Any, now: dict[str, str]) -> list[str]:
+        before = before if isinstance(before, dict) else {}
+        out = []
+        for name in sorted({*before, *now}):
+            if before.get(name) != now.get(name):
+                out.append(
+                    label.format(name=name) + (f" ({before.get(name)} -> {now.get(name)})" if show else "")
+                )
+        return out
+
+    return reasons
+
+
+_REASONS = {
+    "recipe": _plain("recipe changed"),
+    "recipe_plugin": _arrow("recipe plugin changed"),
+    "builder": _builder,
+    "source": _arrow("source changed"),
+    "flags": _plain("flags changed"),
+    "compilers": _plain("compiler changed"),
+    "mpi": _plain("MPI changed"),
+    "python": _arrow("python changed"),
+    "target": _arrow("target changed"),
+    "options": _plain("options changed"),
+    "prefix": _plain("prefix moved"),
+    "recipes": _each("dependency {name} rebuilt", show=False),
+    "conda": _each("conda package {name} changed", show=True),
+}
+
+
+def builder_identity(recipe: Any, tree: Any, ctx: Any, neutral: Callable[[Any], Any]) -> dict[str, str]:
+    """Which build system builds the package, from which distribution, and a digest of the
+    commands it gives for ``ctx`` (made with placeholder folders; ``neutral`` writes the build
+    prefix as a token): a builder plugin that changes its commands, or is upgraded, changes the
+    key. A recipe naming no build system is detected on its local tree (``tree``), or else once
+    unpacked: then every builder counts."""
+    from pmpm.builders import registry
+    from pmpm.errors import PmpmError
+
+    if recipe.system:
+        names = [registry.get(recipe.system, where=recipe.origin).name]
+    elif tree is not None:
+        names = [registry.detect(tree).name]
+    else:
+        names = sorted(registry.builders())
+    commands = []
+    for name in names:
+        try:
+            steps = registry.builders()[name].steps(ctx)
+        except PmpmError:
+            if len(names) > 1:  # e.g. the script builder without a script: not this one
+                continue
+            raise
+        except Exception as exc:
+            raise PmpmError(
+                f"build system {name!r} failed to give its commands: {exc!r}",
+                where=recipe.origin,
+                hint=f"fix or uninstall the plugin that provides it ({registry.provider(name)})",
+            ) from None
+        commands.append(
+            [name, [[s.name, [str(a) for a in s.argv], str(s.cwd), s.env, s.shell] for s in steps]]
+        )
+    return {
+        "name": names[0] if len(names) == 1 else "detected",
+        "provider": ", ".join(sorted({registry.provider(n) for n in names})),
+        "commands": digest(neutral(commands)),
+    }
+
+
+def distribution_of(entry_point: Any) -> str:
+    """``"name version"`` of the distribution that provides an entry point."""
+    dist = getattr(entry_point, "dist", None)
+    if dist is None:
+        return f"{entry_point.value} (no distribution)"
+    return f"{dist.metadata['Name'] or dist.name} {dist.version}"
+
+
+def distribution_files(entry_point: Any) -> list[str]:
+    """Files whose change means the plugin changed: its distribution's metadata (the version;
+    an upgrade replaces the folder) and the module the entry point names, once loaded.
+    Watched by the no-op check with a stat each, so it stays cheap."""
+    import sys
+
+    files = []
+    path = getattr(getattr(entry_point, "dist", None), "_path", None)
+    if path is not None:
+        files += [str(path / "METADATA"), str(path / "entry_points.txt")]
+    module = sys.modules.get(entry_point.module)
+    if module is not None and getattr(module, "__file__", None):
+        files.append(str(module.__file__))
+    return files
