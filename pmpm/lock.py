@@ -197,6 +197,16 @@ def read_lock(path: Path) -> tuple[dict[str, Any], str]:
     return section, conda_text
 
 
+def _write_history(prefix: Path, before: list, requested: list[str]) -> None:
+    """conda's history of the rebuilt prefix: the lock's requested specs and compiled packages."""
+    from pmpm import conda, history
+    from pmpm.channels import channel_alias
+
+    after = conda.installed_records(prefix)
+    compiled = [s for r in after if conda.is_compiled(r) for s in r.requested_specs]
+    history.append(prefix, before, after, [*requested, *compiled], alias=channel_alias())
+
+
 def _locked_records(path: Path, conda_text: str, subdir: str):
     import tempfile
 
@@ -334,6 +344,7 @@ def install(
                 _compile(
                     prefix, section, chosen, work, say, jobs=jobs, offline=offline, keep_build=keep_build
                 )
+            _write_history(prefix, installed, section.get("requested") or [])
         except BaseException:
             try:
                 journal.restore(prefix)

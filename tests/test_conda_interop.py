@@ -168,3 +168,19 @@ def test_a_spec_added_for_an_installed_dependency_reaches_conda(real_conda, tmp_
     assert yaml.safe_load(out)["dependencies"] == ["dependent", "dependency"]
     again = pmpm("conda_install", prefix, "--file", env)
     assert again.code == 0 and "up to date" in again.out
+
+
+def test_a_prefix_rebuilt_from_a_lock_asks_conda_for_the_same(real_conda, compiled_prefix, tmp_path):
+    prefix, _ = compiled_prefix
+    lock = tmp_path / "env.lock"
+    assert pmpm("export", prefix, "-o", lock).code == 0
+    rebuilt = tmp_path / "rebuilt"
+    result = pmpm("conda_install", rebuilt, "--lock", lock)
+    assert result.code == 0, result.text
+    asked = {n: r["requested_specs"] for n, r in _records(prefix).items()}
+    again = {n: r["requested_specs"] for n, r in _records(rebuilt).items()}
+    # the lock does not say which compiled packages the env file named: all count as asked for
+    assert again == {**asked, "greet": ["greet"]}
+    out = real_conda.run("env", "export", "--from-history", "-p", rebuilt).stdout
+    assert yaml.safe_load(out)["dependencies"] == ["libdemo", "python", "greet", "hello"]
+    assert _tags(rebuilt) == []
