@@ -83,7 +83,9 @@ OLD_CHANNEL_PREFIX = "channel-old-"
 HOST_SUBDIR = ""  # set in main() from pmpm.package.host_subdir (import-light)
 
 #: what a no-op run must import at least: the floor the no-op re-run is compared with
-FLOOR_IMPORTS = "import pmpm.fastpath, pmpm.conda_install, pmpm.state, pmpm.layout"
+FLOOR_IMPORTS = (
+    "import pmpm.commands.catalog, pmpm.commands.fast, pmpm.conda_install, pmpm.state, pmpm.layout"
+)
 
 
 # ----------------------------------------------------------------------------------------- plan

@@ -1,5 +1,31 @@
+"""The ``pmpm`` console script (and ``python -m pmpm``).
+
+A plain command line is parsed from the declarations without loading typer, whose import (with
+rich and pydantic) costs several times what ``pmpm activate`` or a no-op install does; anything
+else (help, errors, unusual spellings) goes to the typer application built from the same
+declarations.
+"""
+
 from __future__ import annotations
 
-from pmpm.fastpath import main
+import sys
 
-main()
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    from pmpm.commands import catalog, fast
+
+    command = fast.find(catalog.COMMANDS, args)
+    values = fast.parse(command, args[len(command.words) :]) if command else None
+    if command is None or values is None:
+        from pmpm import cli
+
+        cli.main(args)
+        return 0  # typer exits itself
+    from pmpm.errors import run_reporting
+
+    return run_reporting(lambda: command.run(**values))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pmpm import variables
+from pmpm import paths, variables
 from pmpm.errors import PmpmError
 from pmpm.layout import Layout
 
@@ -323,7 +323,7 @@ def activate_script(
     _check_shell(shell)
     current = dict(os.environ if env is None else env)
     found = layouts.find(prefix)
-    if not any((p / "conda-meta").is_dir() for p in found.prefixes):
+    if not any(paths.conda_meta(p).is_dir() for p in found.prefixes):
         raise PmpmError(
             f"{found.root} is not an environment made by pmpm (no conda-meta folder)",
             hint="give the PREFIX passed to `pmpm conda_install`",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from pmpm import paths
 from pmpm.channels import ResolvedChannel
 from pmpm.errors import PmpmError
 from pmpm.runlog import run_logged
@@ -60,7 +61,7 @@ def install_with(
     backend: str, spec, prefix: Path, channels: list[ResolvedChannel], specs: list[str], *, offline: bool
 ) -> Path:
     exe = executable(backend)
-    meta = prefix / "conda-meta"
+    meta = paths.conda_meta(prefix)
     update = (meta / "history").exists() or any(meta.glob("*.json"))  # pmpm's lock folder alone is not an env
     with tempfile.TemporaryDirectory(prefix="pmpm-") as tmp:
         env_file = Path(tmp) / "environment.yml"

@@ -25,15 +25,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pmpm import paths
 from pmpm.errors import PmpmError
 
 Say = Callable[[str], None]
 
 
 def build_channel() -> Path:
-    from pmpm.conda import cache_dir
-
-    return cache_dir() / "channel"
+    return paths.build_channel()
 
 
 def index(channel: Path) -> None:

@@ -1,42 +1,114 @@
-"""The ``pmpm`` command: parse arguments, call one module per command, print its outcome.
+"""The typer application, built from the declarations in :mod:`pmpm.commands.catalog`.
 
-No logic lives here. User errors (:class:`PmpmError`) are printed as ``error: ...`` with their
-hint and exit non-zero without a traceback.
+It renders ``--help`` and the error messages, and parses the command lines the fast parser
+(:mod:`pmpm.commands.fast`) leaves to it. It holds no option of its own: each declared
+:class:`~pmpm.commands.declare.Param` becomes one typer parameter here, with the metavar the
+declaration names (so help shows ``--jobs N``, and flags show no value at all).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from enum import Enum
-from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.core
 
 from pmpm import __version__
+from pmpm.commands import catalog
+from pmpm.commands.declare import Command, Param
 from pmpm.errors import run_reporting
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Build HPC environments from one YAML file: conda packages, then host-tuned compiled packages.",
-)
+#: what a generated command calls with the handler's keywords (tests record them instead)
+Dispatch = Callable[[Command, dict[str, object]], None]
 
 
-class Backend(str, Enum):
-    rattler = "rattler"
-    conda = "conda"
-    mamba = "mamba"
-    micromamba = "micromamba"
+def _no_help_type(option: typer.core.TyperOption | None) -> typer.core.TyperOption | None:
+    if option is not None:
+        option.metavar = ""  # typer would print `<bool>` after --help
+    return option
 
 
-def _say(text: str) -> None:
-    print(text, flush=True)
+class _Argument(typer.core.TyperArgument):
+    """An argument shown by its metavar alone: typer would add its Python type (``<path>``)."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def get_usage_pieces(self, ctx: Any) -> list[str]:
+        name = self.metavar or self.name or ""
+        return [(name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")]
 
 
-def _guard(call: Callable[[], int]) -> None:
-    raise typer.Exit(run_reporting(call))
+class _Command(typer.core.TyperCommand):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:  # typer offers no hook for the class of the arguments it makes
+            if type(param) is typer.core.TyperArgument:
+                param.__class__ = _Argument
+
+    def get_help_option(self, ctx: Any) -> typer.core.TyperOption | None:
+        return _no_help_type(super().get_help_option(ctx))
+
+
+class _Group(typer.core.TyperGroup):
+    def get_help_option(self, ctx: Any) -> typer.core.TyperOption | None:
+        return _no_help_type(super().get_help_option(ctx))
+
+
+def run(command: Command, values: dict[str, object]) -> None:
+    """Call the handler; a user error becomes ``error: ...`` and the exit code."""
+    raise typer.Exit(run_reporting(lambda: command.run(**values)))
+
+
+def _parameter(param: Param) -> inspect.Parameter:
+    """``param`` as the annotated keyword parameter typer reads from a signature."""
+    kind: Any = param.kind
+    default: object = inspect.Parameter.empty if param.required else param.default
+    if param.choices:
+        choice = Enum(f"{param.name}_choice", {c: c for c in param.choices}, type=str)  # type: ignore[misc]
+        default = choice(default) if isinstance(default, str) else default
+        kind = choice
+    if param.repeat:
+        kind = list[kind]
+        default = inspect.Parameter.empty if param.required else None
+    if default is None:
+        kind = kind | None
+    info: Any
+    if param.is_option:
+        # a default shows only when it is a word (bash, host); 0 or none means what the help says
+        shown = isinstance(param.default, str)
+        info = typer.Option(*param.flags, help=param.help, metavar=param.metavar, show_default=shown)
+    else:
+        info = typer.Argument(help=param.help, metavar=param.metavar)
+    return inspect.Parameter(
+        param.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info]
+    )
+
+
+def _plain(value: object) -> object:
+    """typer's value as the fast parser gives it: strings for choices, tuples for repeats."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, list):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+def _function(command: Command, dispatch: Dispatch) -> Callable[..., None]:
+    def call(**given: object) -> None:
+        values = {}
+        for param in command.params:
+            value = _plain(given[param.name])
+            values[param.name] = param.default if value is None and param.repeat else value
+        dispatch(command, values)
+
+    call.__signature__ = inspect.Signature([_parameter(p) for p in command.params])  # type: ignore[attr-defined]
+    call.__name__ = call.__qualname__ = "_".join(command.words)
+    call.__doc__ = command.help
+    return call
 
 
 def _version(value: bool) -> None:
@@ -45,366 +117,40 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
-def _root(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
-) -> None:
-    """Build HPC environments from one YAML file."""
+def build(dispatch: Dispatch = run) -> typer.Typer:
+    """The application for all declared commands; each calls ``dispatch`` with its keywords."""
+    app = typer.Typer(
+        cls=_Group,
+        add_completion=False,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        help=catalog.ROOT_HELP,
+    )
 
+    @app.callback()
+    def _root(
+        version: Annotated[
+            bool,
+            typer.Option(
+                "--version", callback=_version, is_eager=True, metavar="", help="Print the version and exit."
+            ),
+        ] = False,
+    ) -> None:
+        """Build HPC environments from one YAML file."""
 
-#: options shared by the two install commands
-Offline = Annotated[
-    bool, typer.Option("--offline", help="Use only local channels and cached repodata; no network.")
-]
-Update = Annotated[
-    bool, typer.Option("--update", help="Re-solve for the newest packages instead of keeping installed ones.")
-]
-Jobs = Annotated[int, typer.Option("--jobs", "-j", help="Parallel build jobs (default: all cores).")]
-KeepBuild = Annotated[bool, typer.Option("--keep-build", help="Keep each package's build folder (printed).")]
-Fresh = Annotated[
-    bool, typer.Option("--fresh", help="Rebuild every compiled package from a clean build folder.")
-]
-Rebuild = Annotated[
-    list[str] | None,
-    typer.Option("--rebuild", help="Build this compiled package again even if up to date (repeatable)."),
-]
-ChannelAlias = Annotated[
-    str | None,
-    typer.Option(
-        "--channel-alias", help="Base URL for channel names (default: $PMPM_CHANNEL_ALIAS or anaconda.org)."
-    ),
-]
-
-
-@app.command("conda_install")
-def conda_install(
-    prefix: Annotated[Path, typer.Argument(help="The environment folder to create or update.")],
-    file: Annotated[
-        Path | None, typer.Option("--file", "-f", help="The environment file (environment.yml).")
-    ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the transaction; change nothing.")] = False,
-    offline: Offline = False,
-    update: Update = False,
-    backend: Annotated[
-        Backend | None,
-        typer.Option(
-            "--backend",
-            help="rattler (embedded, default), or an installed conda, mamba, micromamba "
-            "(overrides the env file's `_pmpm.backend`).",
-        ),
-    ] = None,
-    jobs: Jobs = 0,
-    keep_build: KeepBuild = False,
-    fresh: Fresh = False,
-    rebuild: Rebuild = None,
-    channel_alias: ChannelAlias = None,
-    lock: Annotated[
-        Path | None,
-        typer.Option("--lock", help="Rebuild what a `pmpm export` lock file describes (no solve)."),
-    ] = None,
-    target: Annotated[
-        str | None,
-        typer.Option("--target", help="With --lock: build compiled packages for this archspec target."),
-    ] = None,
-) -> None:
-    """Create or update a conda environment in PREFIX from an env file, with no conda needed."""
-    if lock is not None or file is None:
-        from pmpm import lock as locked
-
-        _guard(
-            lambda: locked.install_command(
-                prefix,
-                lock,
-                file,
-                _say,
-                target=target,
-                jobs=jobs,
-                offline=offline,
-                keep_build=keep_build,
-                dry_run=dry_run,
-            )
+    groups: dict[str, typer.Typer] = {}
+    for name, text in catalog.GROUPS.items():
+        groups[name] = typer.Typer(cls=_Group, no_args_is_help=True, help=text)
+        app.add_typer(groups[name], name=name)
+    for command in catalog.COMMANDS:
+        *group, name = command.words
+        parent = groups[group[0]] if group else app
+        parent.command(name, cls=_Command, help=command.help, short_help=command.summary)(
+            _function(command, dispatch)
         )
-        return
-    from pmpm import conda_install as command
-
-    options = command.Options(
-        prefix=prefix,
-        file=file,
-        dry_run=dry_run,
-        offline=offline,
-        update=update,
-        backend=backend.value if backend else None,
-        channel_alias=channel_alias,
-        jobs=jobs,
-        keep_build=keep_build,
-        fresh=fresh,
-        rebuild=tuple(rebuild or ()),
-    )
-    _guard(lambda: command.run(options, _say))
+    return app
 
 
-@app.command("system_install")
-def system_install(
-    prefix: Annotated[
-        Path, typer.Argument(help="The folder for both stacks: PREFIX/conda and PREFIX/compile.")
-    ],
-    file: Annotated[Path, typer.Option("--file", "-f", help="The environment file (environment.yml).")],
-    conda_prefix: Annotated[
-        Path | None,
-        typer.Option("--conda-prefix", help="Put (or keep) the conda stack here instead of PREFIX/conda."),
-    ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
-    ] = False,
-    offline: Offline = False,
-    update: Update = False,
-    jobs: Jobs = 0,
-    keep_build: KeepBuild = False,
-    fresh: Fresh = False,
-    rebuild: Rebuild = None,
-    channel_alias: ChannelAlias = None,
-) -> None:
-    """Compile the `_pmpm` packages with the host's compilers and MPI into PREFIX/compile, beside a
-    conda stack in PREFIX/conda (or --conda-prefix, or none with `_pmpm: {conda: false}`)."""
-    from pmpm import system_install as command
-
-    options = command.Options(
-        prefix=prefix,
-        file=file,
-        conda_prefix=conda_prefix,
-        dry_run=dry_run,
-        offline=offline,
-        update=update,
-        channel_alias=channel_alias,
-        jobs=jobs,
-        keep_build=keep_build,
-        fresh=fresh,
-        rebuild=tuple(rebuild or ()),
-    )
-    _guard(lambda: command.run(options, _say))
-
-
-@app.command("plan")
-def plan(
-    prefix: Annotated[Path, typer.Argument(help="The environment folder.")],
-    file: Annotated[Path, typer.Option("--file", "-f", help="The environment file.")],
-    offline: Annotated[bool, typer.Option("--offline", help="No network.")] = False,
-) -> None:
-    """Show what conda_install would do to PREFIX, each step and why; change nothing."""
-    from pmpm import conda_install as command
-
-    _guard(
-        lambda: command.run(command.Options(prefix=prefix, file=file, dry_run=True, offline=offline), _say)
-    )
-
-
-cache_app = typer.Typer(
-    no_args_is_help=True, help="The binary cache of compiled packages: list, push, prune."
-)
-app.add_typer(cache_app, name="cache")
-
-
-@cache_app.command("list")
-def cache_list(
-    folder: Annotated[
-        Path | None, typer.Option("--cache", help="A shared cache folder instead of the local build channel.")
-    ] = None,
-) -> None:
-    """List the compiled packages in the cache: name, version, build key, size, last use."""
-    from pmpm import binary_cache
-
-    _guard(lambda: binary_cache.list_command(folder, _say))
-
-
-@cache_app.command("push")
-def cache_push(
-    dest: Annotated[Path, typer.Argument(help="A folder channel others read (shared disk, web root).")],
-    names: Annotated[list[str] | None, typer.Argument(help="Only these packages (default: all).")] = None,
-) -> None:
-    """Copy compiled packages from the local build channel into a shared cache folder, indexed."""
-    from pmpm import binary_cache
-
-    _guard(lambda: binary_cache.push_command(dest, names or [], _say))
-
-
-@cache_app.command("prune")
-def cache_prune(
-    older_than: Annotated[
-        float | None, typer.Option("--older-than", help="Remove packages not used for this many days.")
-    ] = None,
-    everything: Annotated[bool, typer.Option("--all", help="Remove every package.")] = False,
-) -> None:
-    """Remove compiled packages from the local build channel (installing or building one counts as use)."""
-    from pmpm import binary_cache
-
-    _guard(lambda: binary_cache.prune_command(older_than, everything, _say))
-
-
-recipes_app = typer.Typer(no_args_is_help=True, help="Build recipes: list and show them.")
-app.add_typer(recipes_app, name="recipes")
-RecipeDirs = Annotated[
-    list[Path] | None, typer.Option("--recipes", "-r", help="Extra recipe folders, searched first.")
-]
-
-
-@recipes_app.command("list")
-def recipes_list(recipes: RecipeDirs = None) -> None:
-    """List the recipes pmpm can build: name, version, build system, where it comes from."""
-    from pmpm import show
-
-    _guard(lambda: show.recipes_list(recipes or [], _say))
-
-
-@recipes_app.command("show")
-def recipes_show(name: str, recipes: RecipeDirs = None) -> None:
-    """Print a recipe."""
-    from pmpm import show
-
-    _guard(lambda: show.recipes_show(name, recipes or [], _say))
-
-
-@app.command("host")
-def host(
-    target: Annotated[
-        str, typer.Option("--target", help="An archspec target instead of the host's.")
-    ] = "host",
-    targets: Annotated[bool, typer.Option("--targets", help="List all known target names.")] = False,
-    prefix: Annotated[
-        Path | None, typer.Option("--prefix", help="Also consider the conda MPI of this environment.")
-    ] = None,
-) -> None:
-    """The CPU target, its features, the compilers and MPIs found, and what pmpm would use."""
-    from pmpm import show
-
-    _guard(lambda: show.host_report(target, None, _say, targets=targets, prefix=prefix))
-
-
-class ShellName(str, Enum):
-    bash = "bash"
-    zsh = "zsh"
-    fish = "fish"
-
-
-ShellOption = Annotated[ShellName, typer.Option("--shell", help="The shell that evaluates the script.")]
-
-
-@app.command("module")
-def module(
-    prefix: Annotated[Path, typer.Argument(help="The environment folder.")],
-    lmod: Annotated[
-        Path | None, typer.Option("--lmod", help="Write a Lua modulefile under this MODULEPATH folder.")
-    ] = None,
-    tcl: Annotated[
-        Path | None, typer.Option("--tcl", help="Write a Tcl modulefile under this MODULEPATH folder.")
-    ] = None,
-    name: Annotated[
-        str | None,
-        typer.Option("--name", help="NAME or NAME/VERSION (default: the env's name / short environment id)."),
-    ] = None,
-) -> None:
-    """Write Lmod and/or Tcl modulefiles that make PREFIX available with `module load`."""
-    from pmpm import modules
-
-    _guard(lambda: modules.module_command(prefix, lmod, tcl, name, _say))
-
-
-@app.command("activate")
-def activate(
-    prefix: Annotated[Path, typer.Argument(help="The environment folder.")],
-    shell: ShellOption = ShellName.bash,
-) -> None:
-    """Print a script that activates PREFIX without conda: eval "$(pmpm activate PREFIX)"."""
-    from pmpm import activation
-
-    _guard(lambda: activation.activate_command(prefix, shell.value))
-
-
-@app.command("deactivate")
-def deactivate(shell: ShellOption = ShellName.bash) -> None:
-    """Print a script that undoes `pmpm activate`: eval "$(pmpm deactivate)"."""
-    from pmpm import activation
-
-    _guard(lambda: activation.deactivate_command(shell.value))
-
-
-@app.command("record")
-def record(
-    prefix: Annotated[Path, typer.Argument(help="The environment folder (or a record.json file).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the whole record as JSON.")] = False,
-) -> None:
-    """Show what PREFIX holds and how it was made, with its environment id."""
-    from pmpm import record as records
-
-    _guard(lambda: records.show(prefix, as_json, _say))
-
-
-@app.command("verify")
-def verify(
-    prefix: Annotated[Path, typer.Argument(help="The environment folder.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-) -> None:
-    """Check PREFIX against its record: missing, modified and extra files, packages changed behind
-    pmpm's back. Exits non-zero when anything differs."""
-    from pmpm import verify as command
-
-    _guard(lambda: command.run(prefix, _say, as_json=as_json))
-
-
-@app.command("repair")
-def repair(prefix: Annotated[Path, typer.Argument(help="The environment folder.")]) -> None:
-    """Reinstall the packages (conda or compiled) whose files `pmpm verify` finds missing or
-    modified, from the package cache or their channel; then verify again."""
-    from pmpm import repair as command
-
-    _guard(lambda: command.run(prefix, _say))
-
-
-@app.command("diff")
-def diff(
-    a: Annotated[Path, typer.Argument(help="An environment folder or a record.json file.")],
-    b: Annotated[Path, typer.Argument(help="Another one.")],
-) -> None:
-    """Compare two environments: packages, versions, flags, targets. Exits 1 when they differ."""
-    from pmpm import verify as command
-
-    _guard(lambda: command.diff(a, b, _say))
-
-
-@app.command("export")
-def export(
-    prefix: Annotated[Path, typer.Argument(help="The environment folder.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The lock file to write.")],
-) -> None:
-    """Write a portable lock (rattler/pixi format plus pmpm's recipes and sources) to rebuild
-    PREFIX elsewhere with `pmpm conda_install NEWPREFIX --lock FILE`."""
-    from pmpm import lock
-
-    _guard(lambda: lock.export(prefix, output, _say))
-
-
-@app.command("run")
-def run(
-    prefix: Annotated[Path, typer.Argument(help="The environment folder.")],
-    command: Annotated[list[str], typer.Argument(help="The command and its arguments, after `--`.")],
-    expect: Annotated[
-        str | None, typer.Option("--expect", help="Refuse to run unless the environment id is this.")
-    ] = None,
-    provenance: Annotated[
-        Path | None, typer.Option("--provenance", help="Write the run's provenance (JSON) here.")
-    ] = None,
-    no_verify: Annotated[
-        bool, typer.Option("--no-verify", help="Do not check the prefix against its record first.")
-    ] = False,
-) -> None:
-    """Run CMD in PREFIX, activated, after checking it; its exit code is pmpm's."""
-    from pmpm import pin
-
-    _guard(
-        lambda: pin.run(prefix, command, _say, expect=expect, provenance_file=provenance, check=not no_verify)
-    )
-
-
-def main() -> None:
-    app(prog_name="pmpm")
+def main(argv: list[str] | None = None) -> None:
+    """The typer path of the console script (see :mod:`pmpm.__main__`)."""
+    build()(args=argv, prog_name="pmpm")

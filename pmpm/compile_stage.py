@@ -18,29 +18,25 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pmpm import conda
+from pmpm import conda, paths
 from pmpm.binary_cache import BinaryCache, build_channel, index
 from pmpm.build_inputs import BuildInputs, distribution_files, distribution_of
 from pmpm.builders import Flags
 from pmpm.errors import PmpmError, located
 from pmpm.fsutil import atomic_write_text, mirror_tree
-from pmpm.journal import pmpm_dir
 from pmpm.plan import Step, digest, order, recipe_for, stored_inputs
 from pmpm.recipe import RecipeBook
 from pmpm.record import build_details  # the record's view of a build, kept beside its key
 from pmpm.state import tree_stamp
 
+if TYPE_CHECKING:
+    from pmpm.mpi import MpiChoice
+
 Say = Callable[[str], None]
-#: what a local tree's copy leaves out: VCS data and the user's own build output
-_UNTRACKED = (".git", "__pycache__", "build", "_build", "*.egg-info")
-
-
-def _untracked(name: str) -> bool:
-    from fnmatch import fnmatch
-
-    return any(fnmatch(name, pattern) for pattern in _UNTRACKED)
+#: what a local tree's copy leaves out (VCS data, the user's own build output), as its hash does
+_untracked = paths.untracked
 
 
 #: length of the padded build prefix: installs relocate into any PREFIX up to this long
@@ -87,9 +83,10 @@ class ToolContext:
         return self._resolved.get("provider")
 
 
-def _mpi_values(mpi, reason: str, say: Say) -> dict[str, str]:
+def _mpi_values(choice: MpiChoice, say: Say) -> dict[str, str]:
     """The chosen MPI as recipes see it; the choice and its reason are said once, when used."""
-    say(f"MPI: {reason}")
+    say(f"MPI: {choice.reason}")
+    mpi = choice.mpi
     if mpi is None:
         return {}
     return {**{k: str(v) for k, v in mpi.as_template().items()}, "identity": mpi.identity()}
@@ -119,27 +116,7 @@ def _python_values(python: Path | None, prefix: Path) -> dict[str, str]:
     }
 
 
-def host_path(stacks: list[Path | None]) -> str:
-    """PATH without the environment's own folders: where the host's tools are found."""
-    drop = {os.path.realpath(p / "bin") for p in stacks if p is not None}
-    path = os.environ.get("PATH", os.defpath).split(os.pathsep)
-    return os.pathsep.join(p for p in path if p and os.path.realpath(p) not in drop)
-
-
-def choose_stack_mpi(setting, *, system: bool, base: Path | None, prefix: Path):
-    """conda_install mode: ``_pmpm.mpi`` against PREFIX (a conda MPI wins when automatic).
-    system_install mode: the host's MPI wins when automatic, the conda stack's only when asked
-    for (``mpi: conda``) or when the host has none."""
-    from pmpm.mpi import choose_mpi
-
-    if not system:
-        return choose_mpi(setting, prefix=prefix)
-    if setting is None:
-        mpi, reason = choose_mpi(None, prefix=None, path=host_path([prefix, base]))
-        if mpi is None and base is not None:
-            return choose_mpi(None, prefix=base)
-        return mpi, reason.replace("auto:", "auto (system_install):", 1)
-    return choose_mpi(setting, prefix=base or prefix)
+host_path = paths.host_search_path  # PATH without the environment's own folders
 
 
 @dataclass
@@ -170,13 +147,14 @@ class Compiler:
             self.base = self.prefix
         self.jobs = self.jobs or os.cpu_count() or 1
         self.book = RecipeBook(list(self.spec.pmpm.recipes))
-        self.sources = SourceCache(conda.cache_dir() / "sources")
+        self.sources = SourceCache(paths.sources_dir())
         self.mpi = ToolContext(
             "mpi",
-            lambda: _mpi_values(*self.choose_mpi(), self.say),
+            lambda: _mpi_values(self.choose_mpi(), self.say),
             "install an MPI (conda's mpich/openmpi, or the system's) or set `_pmpm: {mpi: ...}`",
         )
         self._pythons: dict[Path, ToolContext] = {}
+        self._mpi_choice: MpiChoice | None = None
         self.cache = BinaryCache(self.spec.pmpm.cache, self.spec.path.parent, self.say)
         self._hosts: dict[str, Any] = {}
         self.planned: list[Step] = []
@@ -191,8 +169,15 @@ class Compiler:
     def host_path(self) -> str:
         return host_path(self._prefixes)
 
-    def choose_mpi(self):
-        return choose_stack_mpi(self.spec.pmpm.mpi, system=self.system, base=self.base, prefix=self.prefix)
+    def choose_mpi(self) -> MpiChoice:
+        """The run's MPI (:func:`pmpm.mpi.decide`), decided once: a choice that holds across the
+        conda solve is kept, one that depends on it is made again after it."""
+        if self._mpi_choice is None or not self._mpi_choice.final:
+            from pmpm.mpi import decide
+
+            setting = self.spec.pmpm.mpi
+            self._mpi_choice = decide(setting, system=self.system, base=self.base, prefix=self.prefix)
+        return self._mpi_choice
 
     def python_exe(self) -> Path | None:
         """The interpreter compiled Python packages are built for: the conda stack's, or in
@@ -299,7 +284,7 @@ class Compiler:
         return env
 
     def _python_shim(self, python: Path) -> Path:
-        shim = conda.cache_dir() / "python-shims" / digest({"python": str(python)})[:12]
+        shim = paths.python_shims_dir() / digest({"python": str(python)})[:12]
         link = shim / "python"
         if not link.is_symlink() or os.readlink(link) != str(python):
             shim.mkdir(parents=True, exist_ok=True)
@@ -334,7 +319,7 @@ class Compiler:
         fit: such builds happen in PREFIX itself, which is then part of the build key."""
         if self.system:
             return None
-        head = f"{conda.cache_dir() / 'bp'}/{name}-{digest({'prefix': str(self.prefix)})[:8]}_"
+        head = f"{paths.build_prefix_dir()}/{name}-{digest({'prefix': str(self.prefix)})[:8]}_"
         pad = BUILD_PREFIX_LENGTH - len(head)
         if pad < 8 or len(str(self.prefix)) > BUILD_PREFIX_LENGTH:
             return None
@@ -348,6 +333,7 @@ class Compiler:
         host = self.host(target)
         if place == "auto":
             place = self.build_prefix(name)
+        place = Path(place) if place is not None else None
         flags = self.flags(host, place)
         python = self._python_context(place or self.prefix)
         self.mpi.used = python.used = False
@@ -536,7 +522,7 @@ class Compiler:
 
             # a local tree's build folder is kept for the next build, but not half written
             dev = [self.dev_dir(s.name) for s in built if s.source.kind == "path"]
-            with needs_space("building compiled packages", conda.cache_dir() / "build", cleanup=dev):
+            with needs_space("building compiled packages", paths.build_dir(), cleanup=dev):
                 self._schedule(built)
                 index(build_channel())
         self.cache.finish()
@@ -597,7 +583,7 @@ class Compiler:
             if self.fresh:
                 shutil.rmtree(work, ignore_errors=True)
         else:
-            work = conda.cache_dir() / "build" / f"{step.name}-{step.key[:12]}"
+            work = paths.build_dir() / f"{step.name}-{step.key[:12]}"
             shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True, exist_ok=True)
         try:
@@ -692,7 +678,7 @@ class Compiler:
 
     def _keep_inputs(self, step: Step) -> None:
         atomic_write_text(
-            pmpm_dir(self.prefix) / "builds" / f"{step.name}.json",
+            paths.build_inputs_file(self.prefix, step.name),
             json.dumps(
                 {
                     **step.inputs.as_dict(),
@@ -741,7 +727,7 @@ class Compiler:
         return f"source changed: {shown}"
 
     def dev_dir(self, name: str) -> Path:
-        return conda.cache_dir() / "dev" / f"{name}-{digest({'prefix': str(self.prefix), 'name': name})[:12]}"
+        return paths.dev_dir() / f"{name}-{digest({'prefix': str(self.prefix), 'name': name})[:12]}"
 
     def _depends(self, step: Step, installed: list) -> list[str]:
         by_name = {r.name.normalized: r for r in installed}
@@ -762,7 +748,7 @@ class Compiler:
         async def read():
             return [await RepoDataRecord.from_package_archive(p) for p in packages]
 
-        records = conda._run(read(), settle=False)  # the install right after settles
+        records = conda.run_coroutine(read(), settle=False)  # the install right after settles
         names = {r.name.normalized for r in records}
         keep = [r for r in installed if r.name.normalized not in names]
         asked = [request.name for request in self.spec.pmpm.packages]  # their records carry it
@@ -804,5 +790,5 @@ def remove_compiled(prefix: Path, installed: list, wanted: set[str]) -> list[str
         keep = [r for r in installed if r.name.normalized not in drop]
         conda.install(keep, prefix, installed=installed)  # the rest keep their requested specs
         for name in drop:
-            (pmpm_dir(prefix) / "builds" / f"{name}.json").unlink(missing_ok=True)
+            paths.build_inputs_file(prefix, name).unlink(missing_ok=True)
     return sorted(drop)

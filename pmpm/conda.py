@@ -2,7 +2,7 @@
 
 Only this module talks to py-rattler's solver and installer, so its API churn between minor
 versions (we pin one minor series) is absorbed in one place. Everything here is synchronous for
-callers; py-rattler's coroutines run inside :func:`_run`.
+callers; py-rattler's coroutines run inside :func:`run_coroutine`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import re
 from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from pmpm import inventory, paths
 from pmpm.channels import ResolvedChannel
 from pmpm.errors import PmpmError
 from pmpm.fsutil import sha256_file
@@ -28,7 +29,7 @@ T = TypeVar("T")
 _unsettled = False
 
 
-def _run(coro: Coroutine[Any, Any, T], *, settle: bool = True) -> T:
+def run_coroutine(coro: Coroutine[Any, Any, T], *, settle: bool = True) -> T:
     """Run a py-rattler coroutine to completion.
 
     py-rattler's tokio workers must finish before the interpreter shuts down: without a short
@@ -60,15 +61,6 @@ def _settle_at_exit() -> None:
         time.sleep(0.05)
 
 
-def cache_dir() -> Path:
-    """pmpm's own cache: package cache in ``pkgs/``, repodata in ``repodata/``."""
-    base = os.environ.get("PMPM_CACHE_DIR")
-    if base:
-        return Path(base)
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "pmpm"
-
-
 def host_subdir() -> str:
     from rattler import Subdir
 
@@ -92,23 +84,9 @@ def detect_virtual_packages():
 
 
 def installed_records(prefix: Path) -> list[PrefixRecord]:
-    """The packages a prefix holds, read from ``conda-meta/*.json`` as conda does."""
-    from rattler import PrefixRecord
-
-    meta = prefix / "conda-meta"
-    if not meta.is_dir():
-        return []
-    records = []
-    for path in sorted(meta.glob("*.json")):
-        try:
-            records.append(PrefixRecord.from_path(path))
-        except Exception as exc:
-            raise PmpmError(
-                f"unreadable package record: {exc}",
-                where=str(path),
-                hint="remove the file and run pmpm again to reinstall that package",
-            ) from None
-    return records
+    """The packages a prefix holds, read from ``conda-meta/*.json`` as conda does
+    (:func:`pmpm.inventory.prefix_records`, the one reader of a prefix)."""
+    return inventory.prefix_records(prefix)
 
 
 #: build strings of packages pmpm compiled start with this (then the build key)
@@ -184,9 +162,11 @@ def diff(installed: Sequence[RepoDataRecord], target: Sequence[RepoDataRecord]) 
 def _gateway(offline: bool):
     from rattler import Gateway, SourceConfig
 
-    action = "force-cache-only" if offline else "cache-or-fetch"
+    action: Literal["force-cache-only", "cache-or-fetch"] = (
+        "force-cache-only" if offline else "cache-or-fetch"
+    )
     return Gateway(
-        cache_dir=cache_dir() / "repodata",
+        cache_dir=paths.repodata_cache(),
         default_config=SourceConfig(cache_action=action),
     )
 
@@ -235,7 +215,7 @@ def solve(
         )
 
     try:
-        return _run(go(), settle=False)
+        return run_coroutine(go(), settle=False)
     except Exception as exc:
         raise _explain_solve_error(exc, channels, describe or {}, offline) from None
 
@@ -288,14 +268,14 @@ def verify_local_sha256(records: Iterable[RepoDataRecord]) -> None:
                 f"package {_describe(record)} is listed in the channel index but its file is missing: {path}",
                 hint="re-index the channel so its repodata.json matches the files present",
             )
-    checked = [(r, p) for r, p in local if r.sha256 is not None]
+    checked = [(r, p, bytes(r.sha256).hex()) for r, p in local if r.sha256 is not None]
     with ThreadPoolExecutor(max_workers=4) as pool:  # hashlib releases the GIL on large reads
-        digests = list(pool.map(sha256_file, [p for _, p in checked]))
-    for (record, path), digest in zip(checked, digests, strict=True):
-        if digest != bytes(record.sha256).hex():
+        digests = list(pool.map(sha256_file, [p for _, p, _ in checked]))
+    for (record, path, indexed), digest in zip(checked, digests, strict=True):
+        if digest != indexed:
             raise PmpmError(
                 f"sha256 mismatch for package {_describe(record)}: the channel index says "
-                f"{bytes(record.sha256).hex()}, the file {path} has {digest}",
+                f"{indexed}, the file {path} has {digest}",
                 hint="the file changed after the channel was indexed: re-index the channel "
                 "or restore the original package",
             )
@@ -329,11 +309,11 @@ def install(
     specs = condameta.requested_specs(records, installed, requested, solved=solved)
     condameta.fill_md5(records)
     try:
-        _run(
+        run_coroutine(
             rattler_install(
                 list(records),
                 prefix,
-                cache_dir=cache_dir() / "pkgs",
+                cache_dir=paths.package_cache(),
                 installed_packages=list(installed),
                 reinstall_packages=reinstall or None,
                 ignored_packages=ignored or None,
@@ -346,7 +326,7 @@ def install(
 
         have = {r.url for r in installed}
         needed = sum(r.size or 0 for r in records if r.url not in have)
-        full = installer_failure(exc, prefix, cache_dir() / "pkgs", needed)
+        full = installer_failure(exc, prefix, paths.package_cache(), needed)
         if full is not None:  # a full disk, not a broken channel
             raise full from None
         text = str(exc).strip()

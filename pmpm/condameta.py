@@ -8,11 +8,12 @@ sha256 but no md5, and it tags the prefix itself with a ``CACHEDIR.TAG`` that ma
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
+
+from pmpm.fsutil import file_digest
 
 if TYPE_CHECKING:
     from rattler import PrefixRecord, RepoDataRecord
@@ -68,8 +69,7 @@ def fill_md5(records: Iterable[RepoDataRecord]) -> None:
         if record.md5 is None and record.url.startswith("file://"):
             path = Path(unquote(urlparse(record.url).path))
             if path.is_file():
-                with path.open("rb") as file:
-                    record.md5 = hashlib.file_digest(file, "md5").digest()
+                record.md5 = file_digest(path, "md5").digest()
 
 
 def drop_cache_tag(prefix: Path) -> None:

@@ -47,9 +47,9 @@ class DiskFull(PmpmError):
 
 def _cache_mount() -> Path:
     """pmpm's cache (packages, sources, builds, logs): where a move to a larger disk helps."""
-    from pmpm.conda import cache_dir
+    from pmpm.paths import cache_root
 
-    return mount_point(cache_dir())
+    return mount_point(cache_root())
 
 
 def mount_point(path: Path | str) -> Path:
@@ -130,10 +130,10 @@ def last_resort(exc: BaseException) -> DiskFull | None:
     written = _written_path(exc)
     if written is not None:
         return as_disk_full(exc, f"writing {written}", written)
-    from pmpm.conda import cache_dir
+    from pmpm.paths import cache_root
 
     places = [Path(a) for a in sys.argv[1:] if not a.startswith("-")]
-    places += [cache_dir(), Path(tempfile.gettempdir()), Path.cwd()]
+    places += [cache_root(), Path(tempfile.gettempdir()), Path.cwd()]
     return as_disk_full(exc, "writing a file", fullest(places))
 
 

@@ -12,11 +12,16 @@ from pathlib import Path
 
 
 def sha256_file(path: Path | str) -> str:
-    digest = hashlib.sha256()
+    return file_digest(path, "sha256").hexdigest()
+
+
+def file_digest(path: Path | str, algorithm: str) -> hashlib._Hash:
+    """A file's digest read in blocks (``hashlib.file_digest`` is Python 3.11+; we support 3.10)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
+    return digest
 
 
 def atomic_write_text(path: Path, text: str) -> None:

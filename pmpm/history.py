@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from pmpm import paths
 from pmpm.condameta import spec_name
 
 #: the conda version that conda's downgrade check accepts from any other tool (libmamba's too)
@@ -35,7 +36,7 @@ _DEFAULTS = re.compile(r"^https?://repo\.anaconda\.com/pkgs/(main|r|msys2)/?$")
 
 
 def path(prefix: Path) -> Path:
-    return prefix / "conda-meta" / "history"
+    return paths.conda_history(prefix)
 
 
 def dist_str(record, alias: str) -> str:

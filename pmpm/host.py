@@ -9,14 +9,15 @@ and each compiler's vendor and version; and every build records its command line
 
 Building on a login node for compute nodes of another kind is the one legitimate reason to target
 a CPU this machine cannot run: set ``PMPM_ALLOW_FOREIGN_TARGET=1`` for that.
+
+Finding and identifying the compilers is :mod:`pmpm.host_compilers`'s job (its names are
+importable from here too); this machine's own target comes from :mod:`pmpm.host_target`.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-import re
-import shutil
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,37 +28,49 @@ from archspec.cpu import Microarchitecture, UnsupportedMicroarchitecture
 
 from pmpm.builders import Flags
 from pmpm.errors import PmpmError
-from pmpm.tools import ask
+from pmpm.host_compilers import (
+    CONDA_SEARCH,
+    CRAY_SEARCH,
+    IDENTITIES,
+    LANG_NAMES,
+    LANGS,
+    SEARCH,
+    VERSION_TIMEOUT,
+    Compiler,
+    dotted_version,
+    find_compilers,
+    parse_version_text,
+)
+from pmpm.host_target import host_microarchitecture
 
-LANGS = ("cc", "cxx", "fc")
-LANG_NAMES = {"cc": "C", "cxx": "C++", "fc": "Fortran"}
+__all__ = [
+    "ABI_FEATURES",
+    "ALLOW_FOREIGN",
+    "CONDA_SEARCH",
+    "CRAY_SEARCH",
+    "FLAG_NAMES",
+    "LANGS",
+    "LANG_NAMES",
+    "SEARCH",
+    "VERSION_TIMEOUT",
+    "Compiler",
+    "HostProfile",
+    "compiler_flags",
+    "detect_host",
+    "find_compilers",
+    "known_targets",
+    "parse_version_text",
+    "record_flag",
+    "resolve_target",
+    "target_flags",
+]
+
+#: the compilers' identification cache, by the name the tests reach for
+_IDENTITIES = IDENTITIES
+
 FLAG_NAMES = {"cc": "cflags", "cxx": "cxxflags", "fc": "fflags"}
 
-#: PATH search order per language when no compiler is named: the system's default driver first
-#: (``cc`` is what the admins chose, and the Cray wrapper on a Cray), then the common vendors.
-SEARCH = {
-    "cc": ("cc", "gcc", "clang"),
-    "cxx": ("c++", "g++", "clang++"),
-    "fc": ("gfortran", "flang", "flang-new", "ftn"),
-}
-#: On a Cray the C++ and Fortran wrappers must go with the C wrapper; ``CC`` is searched only then
-#: because on a case-insensitive file system ``CC`` is the C compiler.
-CRAY_SEARCH = {"cxx": ("CC",), "fc": ("ftn",)}
-#: conda's compiler packages (conda-forge's ``gcc_linux-64``, ``clang_osx-arm64``...) install
-#: drivers named after their target triplet, and the plain ``gcc`` packages add ``gcc``; in
-#: conda_install mode these are searched in PREFIX/bin before the host's PATH.
-CONDA_SEARCH = {
-    "cc": ("*-conda*-linux-gnu-cc", "*-conda*-linux-gnu-gcc", "*-apple-darwin*-clang", "gcc", "clang"),
-    "cxx": ("*-conda*-linux-gnu-c++", "*-conda*-linux-gnu-g++", "*-apple-darwin*-clang++", "g++", "clang++"),
-    "fc": ("*-conda*-linux-gnu-gfortran", "gfortran", "flang-new", "flang"),
-}
-
 ALLOW_FOREIGN = "PMPM_ALLOW_FOREIGN_TARGET"
-VERSION_TIMEOUT = 60.0  # seconds; licensed compilers may ask a licence server before answering
-
-#: Programs a compiler name may be a symlink to without being the compiler: following the link
-#: would record (and later run) the launcher instead of the compiler.
-_LAUNCHERS = frozenset({"ccache", "sccache", "distcc", "icecc", "buildcache", "llvm", "busybox"})
 #: The switch that stores the command line in ``.GCC.command.line``, per compiler family; the
 #: LLVM-based C/C++ drivers spell it differently from gcc (see :func:`record_flag`).
 _RECORD_FLAG = {"gcc": "-frecord-gcc-switches", "clang": "-frecord-command-line"}
@@ -67,17 +80,6 @@ _CLANG_FAMILY = frozenset({"clang", "aocc", "oneapi"})
 #: what every CPU of a family has by its ABI; archspec lists no features for the generic
 #: ``x86_64`` and ``aarch64`` targets, and a recipe choosing SIMD kernels must still see them
 ABI_FEATURES = {"x86_64": ("mmx", "sse", "sse2"), "aarch64": ("asimd", "fp")}
-
-
-@dataclass(frozen=True)
-class Compiler:
-    """One compiler as found, identified by running it (its name says little: ``cc`` may be anything)."""
-
-    lang: str  # "cc" | "cxx" | "fc"
-    path: str  # absolute path of the executable
-    vendor: str  # archspec compiler name: gcc, clang, apple-clang, intel, oneapi, nvhpc, aocc, cce, ...
-    version: str  # dotted digits, as archspec compares them, e.g. "12.2.0"
-    version_string: str  # first line of ``--version``, for the record
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,7 @@ def resolve_target(name: str) -> Microarchitecture:
     """
     wanted = name.strip().lower()
     if wanted in ("host", "native"):
-        return archspec.cpu.host()
+        return host_microarchitecture()
     targets = archspec.cpu.TARGETS
     for candidate in (wanted, wanted.replace("-", "_")):
         if candidate in targets:
@@ -195,7 +197,7 @@ def resolve_target(name: str) -> Microarchitecture:
 
 def _microarchitecture(name: str) -> Microarchitecture:
     # A host archspec cannot classify comes back as a generic target that is not in TARGETS.
-    host = archspec.cpu.host()
+    host = host_microarchitecture()
     return host if name == host.name else resolve_target(name)
 
 
@@ -276,7 +278,7 @@ def _optimization_flags(target: Microarchitecture, vendor: str, version: str) ->
     retrying with ``major.minor`` gives the answer the range means."""
     if vendor not in target.family.compilers:
         return ""  # archspec knows nothing about this vendor (e.g. Cray's cce): no tuning flags
-    dotted = _dotted(version)
+    dotted = dotted_version(version)
     if not dotted:
         raise PmpmError(
             f"cannot compute flags for {vendor} version {version!r}: not a dotted version number",
@@ -332,231 +334,10 @@ def _too_old(target: Microarchitecture, compiler: Compiler, detail: str) -> Pmpm
 def _minimum_version(target: Microarchitecture, vendor: str) -> str | None:
     entries = target.compilers.get(vendor) or []
     lows = [e["versions"].split(":")[0] for e in entries if e.get("versions")]
-    lows = [low for low in lows if _dotted(low)]
+    lows = [low for low in lows if dotted_version(low)]
     if not lows:
         return None
-    return min(lows, key=lambda v: tuple(int(x) for x in _dotted(v).split(".")))
-
-
-def _dotted(version: str) -> str:
-    match = re.match(r"\d+(?:\.\d+)*", version.strip())
-    return match.group(0) if match else ""
-
-
-# -- compilers ----------------------------------------------------------------------------------
-
-
-def find_compilers(
-    explicit: Mapping[str, str] | None = None,
-    *,
-    path: str | None = None,
-    env: Mapping[str, str] | None = None,
-    conda_bin: Path | None = None,
-) -> dict[str, Compiler]:
-    """The compilers builds use: named ones (a name looked up on PATH, or a path) must work;
-    otherwise the first working candidate per language, and a language may have none.
-
-    ``conda_bin`` (an environment's ``bin``) is searched first, for conda's compiler packages:
-    an env that installs them asks for them, as conda-build's ``{{ compiler('c') }}`` does.
-    """
-    env = os.environ if env is None else env
-    search_path = path if path is not None else env.get("PATH", os.defpath)
-    explicit = dict(explicit or {})
-    unknown = sorted(set(explicit) - set(LANGS))
-    if unknown:
-        raise PmpmError(
-            f"unknown compiler language {', '.join(map(repr, unknown))}",
-            hint=f"compilers are named per language: {', '.join(LANGS)}",
-        )
-    found: dict[str, Compiler] = {}
-    for lang, name in explicit.items():
-        found[lang] = _explicit(lang, name, search_path, env)
-    cray = any(_is_cray(c) for c in found.values())
-    for lang in LANGS:
-        if lang in found:
-            continue
-        conda = _in_conda_bin(lang, conda_bin, env) if conda_bin is not None else None
-        if conda is not None:
-            found[lang] = conda
-            continue
-        if lang == "cc":
-            candidates = SEARCH[lang]
-        else:
-            candidates = (CRAY_SEARCH.get(lang, ()) if cray else ()) + SEARCH[lang]
-        for name in candidates:
-            hit = shutil.which(name, path=search_path)
-            if hit is None:
-                continue
-            compiler = _identify(lang, hit, env)
-            if compiler is not None:
-                found[lang] = compiler
-                cray = cray or _is_cray(compiler)
-                break
-    return found
-
-
-def _in_conda_bin(lang: str, conda_bin: Path, env: Mapping[str, str]) -> Compiler | None:
-    for pattern in CONDA_SEARCH[lang]:
-        for hit in sorted(Path(conda_bin).glob(pattern)):
-            if os.access(hit, os.X_OK):
-                compiler = _identify(lang, str(hit), env)
-                if compiler is not None:
-                    return compiler
-    return None
-
-
-def _explicit(lang: str, name: str, search_path: str, env: Mapping[str, str]) -> Compiler:
-    where = f"compilers: {lang}"
-    if os.sep in name or (os.altsep and os.altsep in name):
-        hit = os.path.abspath(os.path.expanduser(name))
-        if not (os.path.isfile(hit) and os.access(hit, os.X_OK)):
-            raise PmpmError(
-                f"{LANG_NAMES[lang]} compiler {name!r} does not exist or is not executable",
-                where=where,
-                hint="give the full path of an installed compiler, or a name found on PATH",
-            )
-    else:
-        hit = shutil.which(name, path=search_path)
-        if hit is None:
-            raise PmpmError(
-                f"{LANG_NAMES[lang]} compiler {name!r} is not on PATH",
-                where=where,
-                hint="install it, load its module, or give its full path",
-            )
-    compiler = _identify(lang, hit, env)
-    if compiler is None:
-        raise PmpmError(
-            f"{hit} does not answer --version like any compiler pmpm knows",
-            where=where,
-            hint="name a gcc, clang, Intel, NVIDIA HPC, AOCC or Cray compiler",
-        )
-    return compiler
-
-
-def _is_cray(compiler: Compiler) -> bool:
-    # The wrappers live in craype whatever compiler they wrap; only Cray's own compiler says so.
-    return compiler.vendor == "cce" or "craype" in compiler.path.split(os.sep)
-
-
-#: (path as run, mtime of the resolved executable) → (vendor, version, version line)
-_IDENTITIES: dict[tuple[str, int], tuple[str, str, str] | None] = {}
-
-
-def _identify(lang: str, found: str, env: Mapping[str, str]) -> Compiler | None:
-    """Run the compiler (once per executable per process) to learn what it is; None if it does
-    not run or is not recognisable, so the PATH search can move on."""
-    resolved = _resolve(found, lang)
-    try:
-        mtime = os.stat(resolved).st_mtime_ns
-    except OSError:
-        return None
-    key = (found, mtime)
-    if key not in _IDENTITIES:
-        _IDENTITIES[key] = _ask(found, env)
-    identity = _IDENTITIES[key]
-    if identity is None:
-        return None
-    vendor, version, line = identity
-    return Compiler(lang=lang, path=resolved, vendor=vendor, version=version, version_string=line)
-
-
-def _resolve(path: str, lang: str) -> str:
-    """Follow symlinks to the real executable (``/usr/bin/cc`` → ``x86_64-linux-gnu-gcc-12``) so
-    the record names the compiler, but stop where the link name carries meaning: ``clang++`` is a
-    link to ``clang`` that only links C++ when called by its own name, and ``gcc`` may be a link
-    to ``ccache``."""
-    current = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(path))), os.path.basename(path))
-    for _ in range(64):
-        if not os.path.islink(current):
-            return os.path.realpath(current)
-        target = os.path.join(os.path.dirname(current), os.readlink(current))
-        target = os.path.join(os.path.realpath(os.path.dirname(target)), os.path.basename(target))
-        name, here = os.path.basename(target), os.path.basename(current)
-        if re.sub(r"[-.\d]+$", "", name) in _LAUNCHERS:
-            return current
-        if lang == "cxx" and _cxx_name(here) and not _cxx_name(name):
-            return current
-        current = target
-    return current
-
-
-def _cxx_name(name: str) -> bool:
-    return "++" in name or "cxx" in name.lower() or name == "CC" or name.startswith(("icpc", "icpx"))
-
-
-def _ask(path: str, env: Mapping[str, str]) -> tuple[str, str, str] | None:
-    run_env = {**env, "LC_ALL": "C", "LANG": "C"}  # untranslated messages to parse
-    result = _run([path, "--version"], run_env)
-    if result is None:
-        return None
-    out, err = result
-    text = out if out.strip() else err
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    identity = parse_version_text(text)
-    if identity is None:
-        return None
-    vendor, version = identity
-    if vendor == "gcc" and not re.fullmatch(r"\d+\.\d+\.\d+", version):
-        # some distributions print only the major version; gcc itself knows better
-        for flag in ("-dumpfullversion", "-dumpversion"):
-            asked = _run([path, flag], run_env)
-            if asked and _dotted(asked[0]):
-                version = _dotted(asked[0])
-                break
-    return vendor, version, line
-
-
-def _run(argv: list[str], env: Mapping[str, str]) -> tuple[str, str] | None:
-    asked = ask(argv, env, timeout=VERSION_TIMEOUT)
-    return None if asked is None else (asked[1], asked[2])
-
-
-_V = r"(\d+(?:\.\d+)+)"
-
-
-def parse_version_text(text: str) -> tuple[str, str] | None:
-    """``--version`` output → (archspec vendor, dotted version), or None when unrecognised.
-
-    The first line identifies every vendor (Cray's wrappers print the wrapped compiler's line,
-    so a wrapped gcc is a gcc); order matters because the LLVM-based vendors also say "clang".
-    """
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if not lines:
-        return None
-    first = lines[0]
-    low = first.lower()
-    checks: list[tuple[bool, str, str]] = [
-        ("cray" in low, "cce", rf"(?i)version\s*:?\s*{_V}"),
-        ("apple clang" in low or "apple llvm" in low, "apple-clang", rf"version {_V}"),
-        ("aocc" in text.lower(), "aocc", r"AOCC[_.](?:LLVM\.)?(\d+[._]\d+(?:[._]\d+)?)"),
-        ("oneapi" in low or "(ifx)" in low, "oneapi", r"(\d{4}\.\d+(?:\.\d+)*)"),
-        (bool(re.search(r"\((ICC|IFORT|ICPC)\)", first)), "intel", rf"\((?:ICC|IFORT|ICPC)\) {_V}"),
-        (
-            bool(re.match(r"(nvc|nvc\+\+|nvfortran|pgcc|pgc\+\+|pgfortran|pgf90)\s+\d", first)),
-            "nvhpc",
-            r"\s(\d+\.\d+)",
-        ),
-        (bool(re.search(r"\b(clang|flang-new|flang) version \d", first)), "clang", rf"version {_V}"),
-        (_is_gcc(first, text), "gcc", rf"\(.*?\) {_V}"),
-    ]
-    for matched, vendor, pattern in checks:
-        if not matched:
-            continue
-        source = text if vendor == "aocc" else first
-        version = re.search(pattern, source)
-        if version is None and vendor == "gcc":
-            version = re.search(rf"\s{_V}", first)
-        return vendor, version.group(1).replace("_", ".") if version else ""
-    return None
-
-
-def _is_gcc(first: str, text: str) -> bool:
-    # Every GNU tool prints the FSF copyright (``true --version`` would pass for a compiler);
-    # only GCC's drivers add this sentence, and gfortran names itself instead.
-    return "Free Software Foundation" in text and (
-        "This is free software; see the source for copying conditions" in text
-        or first.startswith("GNU Fortran")
-    )
+    return min(lows, key=lambda v: tuple(int(x) for x in dotted_version(v).split(".")))
 
 
 # -- the whole host -----------------------------------------------------------------------------
@@ -582,7 +363,7 @@ def detect_host(
     """
     env = os.environ if env is None else env
     uarch = resolve_target(target)
-    host = archspec.cpu.host()
+    host = host_microarchitecture()
     _check_runs_here(uarch, host, env)
     return HostProfile(
         target=uarch.name,

@@ -16,24 +16,21 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pmpm import paths
 from pmpm.diskspace import needs_space
 from pmpm.errors import PmpmError
 from pmpm.fsutil import atomic_write_text
 
 FORMAT = 1
-#: pmpm's own folder inside a prefix (lock, journal, no-op state, build inputs)
-PMPM_DIR = Path("conda-meta") / "pmpm"
+#: pmpm's own folder inside a prefix (lock, journal, no-op state, build inputs): see pmpm.paths
+PMPM_DIR = paths.PMPM_DIR
 #: what a snapshot leaves out: the lock and the journal itself
-_OWN = frozenset({str(PMPM_DIR / "lock"), str(PMPM_DIR / "journal")})
-_OWN_IN_META = frozenset({"pmpm/lock", "pmpm/journal"})
+_OWN = frozenset(str(PMPM_DIR / name) for name in paths.RUN_FILES)
+_OWN_IN_META = frozenset(f"{PMPM_DIR.name}/{name}" for name in paths.RUN_FILES)
 
 
-def pmpm_dir(prefix: Path) -> Path:
-    return prefix / PMPM_DIR
-
-
-def _journal_dir(prefix: Path) -> Path:
-    return pmpm_dir(prefix) / "journal"
+pmpm_dir = paths.pmpm_dir
+_journal_dir = paths.journal_dir
 
 
 @dataclass

@@ -16,12 +16,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from pmpm import paths
 from pmpm.fsutil import atomic_write_text
 
 FORMAT = 1
+LAYOUT_NAME = "layout.json"
 #: pmpm's folder at a system_install root (record, state, lock)
-ROOT_DIR = ".pmpm"
-_IN_PREFIX = Path("conda-meta") / "pmpm"
+ROOT_DIR = paths.ROOT_DIR
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Layout:
     @property
     def meta_dir(self) -> Path:
         """pmpm's own files for the whole environment (record, no-op state)."""
-        return self.root / ROOT_DIR if self.kind == "system" else self.root / _IN_PREFIX
+        return paths.root_dir(self.root) if self.kind == "system" else paths.pmpm_dir(self.root)
 
     @property
     def prefixes(self) -> list[Path]:
@@ -74,9 +75,9 @@ def write(layout: Layout) -> None:
     """Mark ROOT (and the conda stack, which may live elsewhere) as one system_install."""
     if layout.kind != "system":
         return
-    atomic_write_text(layout.root / ROOT_DIR / "layout.json", layout.to_json())
+    atomic_write_text(paths.root_dir(layout.root) / LAYOUT_NAME, layout.to_json())
     for stack in layout.prefixes:
-        atomic_write_text(stack / _IN_PREFIX / "layout.json", layout.to_json())
+        atomic_write_text(paths.pmpm_dir(stack) / LAYOUT_NAME, layout.to_json())
 
 
 def _read(path: Path) -> Layout | None:
@@ -98,7 +99,7 @@ def find(path: Path) -> Layout:
     """The layout PATH belongs to: a system_install root, that install's conda stack, or else a
     plain (conda_install) prefix."""
     path = Path(path).expanduser().absolute()
-    for marker in (path / ROOT_DIR / "layout.json", path / _IN_PREFIX / "layout.json"):
+    for marker in (paths.root_dir(path) / LAYOUT_NAME, paths.pmpm_dir(path) / LAYOUT_NAME):
         found = _read(marker)
         if found is not None:
             return found

@@ -23,135 +23,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pmpm.errors import PmpmError
+from pmpm.lock_export import ENVIRONMENT, FORMAT, SEPARATOR, export, lock_data
+
+if TYPE_CHECKING:
+    from rattler import RepoDataRecord
+
+
+__all__ = ["export", "install", "install_command", "lock_data", "read_lock"]
 
 Say = Callable[[str], None]
-FORMAT = 1
-ENVIRONMENT = "default"
-_SEPARATOR = "\n# --- pmpm: compiled packages, their recipes and sources (ignored by rattler and pixi)\n"
-
-
-# --------------------------------------------------------------------------- export
-
-
-def _conda_part(layout, record) -> tuple[str, str]:
-    """The rattler lock text of the conda packages, and the platform it is for."""
-    import tempfile
-
-    from rattler import LockChannel, LockFile, LockPlatform, PrefixRecord
-
-    from pmpm.conda import host_subdir, is_compiled
-
-    subdir = record.host.subdir or host_subdir()
-    stack = layout.conda if layout.conda is not None else layout.compile
-    rattler_records = [
-        r
-        for r in (PrefixRecord.from_path(p) for p in sorted((stack / "conda-meta").glob("*.json")))
-        if not is_compiled(r)
-    ]
-    platform = LockPlatform(subdir)
-    lock = LockFile([platform])
-    channels: list[str] = []
-    for package in record.conda_packages:
-        if package.channel and package.channel not in channels:
-            channels.append(package.channel)
-    lock.set_channels(ENVIRONMENT, [LockChannel(c) for c in channels])
-    for item in rattler_records:
-        lock.add_conda_package(ENVIRONMENT, platform, item)
-    with tempfile.TemporaryDirectory(prefix="pmpm-lock-") as tmp:
-        path = Path(tmp) / "conda.lock"
-        lock.to_path(path)
-        return path.read_text(encoding="utf-8"), subdir
-
-
-def _request(package) -> dict[str, Any]:
-    """How the rebuild asks for one compiled package: its locked source, version, target, options."""
-    source = package.source
-    kind = source.get("kind")
-    request: dict[str, Any] = {"version": package.version, **package.options}
-    if kind == "path":
-        request["path"] = source.get("path")
-    elif kind == "git":
-        request["git"] = source.get("git")
-        request["ref"] = str(source.get("identity", "")).removeprefix("git:")
-    elif kind == "url":
-        request["url"] = source.get("fetched_from") or (source.get("url") or [None])[0]
-        request["sha256"] = str(source.get("identity", "")).removeprefix("sha256:")
-    return request
-
-
-def lock_data(record) -> dict[str, Any]:
-    from pmpm.matchspec import for_solver
-    from pmpm.record import identity_document
-
-    document = {p["name"]: p for p in identity_document(record)["compiled"]}
-    normalized = record.env_file.normalized if record.env_file else None
-    settings = {}
-    requested: list[str] = []
-    if isinstance(normalized, dict):
-        section = normalized.get("_pmpm") or {}
-        if isinstance(section, dict):
-            settings = {k: section[k] for k in ("mpi", "compilers", "tests") if k in section}
-        written = [d for d in normalized.get("dependencies") or [] if isinstance(d, str)]
-        requested = [str(match) for match in for_solver(written)]  # as the solve read them
-    compiled = []
-    for package in record.compiled_packages:
-        if not package.recipe.get("rendered"):
-            raise PmpmError(
-                f"the record of compiled package {package.name} lacks its recipe (built by an older pmpm)",
-                hint="run pmpm conda_install --update on the prefix to rebuild it, then export again",
-            )
-        compiled.append(
-            {
-                "name": package.name,
-                "version": package.version,
-                "target": package.target,
-                "recipe": {"text": package.recipe.get("text"), "origin": package.recipe.get("origin")},
-                "source": package.source,
-                "request": _request(package),
-                "flags": document[package.name]["flags"],
-                "compilers": document[package.name]["compilers"],
-                "requires": package.requires,
-            }
-        )
-    return {
-        "format": FORMAT,
-        "environment_id": record.environment_id,
-        "pmpm_version": record.pmpm_version,
-        "host": {"target": record.host.target, "os": record.host.os, "glibc": record.host.glibc},
-        "requested": requested,
-        "settings": settings,
-        "variables": record.variables.get("prefix") or record.variables.get("conda") or {},
-        "env_file": record.env_file.text if record.env_file else None,
-        "pip": [{"name": p.name, "version": p.version} for p in record.pip_packages],
-        "compiled": compiled,
-    }
-
-
-def export(prefix: Path, out: Path, say: Say) -> int:
-    """``pmpm export PREFIX -o FILE``."""
-    import yaml
-
-    from pmpm import record as records
-    from pmpm.fsutil import atomic_write_text
-
-    layout = records._layout(prefix)
-    record = records.read(layout.root)
-    conda_text, subdir = _conda_part(layout, record)
-    data = lock_data(record)
-    data["subdir"] = subdir
-    data["conda_sha256"] = hashlib.sha256(conda_text.encode()).hexdigest()
-    text = conda_text + _SEPARATOR + yaml.safe_dump({"pmpm": data}, sort_keys=False, width=1000)
-    atomic_write_text(Path(out), text)
-    say(
-        f"wrote {out}: {len(record.conda_packages)} conda packages, {len(data['compiled'])} compiled "
-        f"(environment id {record.environment_id})"
-    )
-    if record.pip_packages:
-        say("note: pip packages are listed but not locked: " + ", ".join(p.name for p in record.pip_packages))
-    return 0
 
 
 # --------------------------------------------------------------------------- read
@@ -170,7 +53,7 @@ def read_lock(path: Path) -> tuple[dict[str, Any], str]:
         raise PmpmError(
             "the lock file is not text", where=where, hint="give a file written by pmpm export"
         ) from None
-    conda_text, sep, _ = text.partition(_SEPARATOR)
+    conda_text, sep, _ = text.partition(SEPARATOR)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -197,17 +80,7 @@ def read_lock(path: Path) -> tuple[dict[str, Any], str]:
     return section, conda_text
 
 
-def _write_history(prefix: Path, before: list, requested: list[str]) -> None:
-    """conda's history of the rebuilt prefix: the lock's requested specs and compiled packages."""
-    from pmpm import conda, history
-    from pmpm.channels import channel_alias
-
-    after = conda.installed_records(prefix)
-    compiled = [s for r in after if conda.is_compiled(r) for s in r.requested_specs]
-    history.append(prefix, before, after, [*requested, *compiled], alias=channel_alias())
-
-
-def _locked_records(path: Path, conda_text: str, subdir: str):
+def _locked_records(path: Path, conda_text: str, subdir: str) -> list[RepoDataRecord]:
     import tempfile
 
     from rattler import LockFile
@@ -232,9 +105,9 @@ def _locked_records(path: Path, conda_text: str, subdir: str):
 
 
 def _host_target() -> str:
-    import archspec.cpu
+    from pmpm.host_target import host_target_name
 
-    return archspec.cpu.host().name
+    return host_target_name() or "unknown"
 
 
 def _choose_target(section: dict[str, Any], override: str | None, say: Say) -> str | None:
@@ -257,33 +130,6 @@ def _choose_target(section: dict[str, Any], override: str | None, say: Say) -> s
     )
 
 
-def _write_inputs(folder: Path, section: dict[str, Any], target: str | None) -> Path:
-    """The env file the compile stage reads: the locked recipes, sources pinned per package."""
-    import yaml
-
-    from pmpm.fsutil import atomic_write_text
-
-    recipes = folder / "recipes"
-    recipes.mkdir(parents=True, exist_ok=True)
-    packages = []
-    for item in section.get("compiled", []):
-        text = item.get("recipe", {}).get("text")
-        if text:
-            atomic_write_text(recipes / f"{item['name']}.yaml", text)
-        request = {k: v for k, v in item["request"].items() if v is not None}
-        if target is not None:
-            request["target"] = target
-        packages.append({item["name"]: request})
-    env = {
-        "channels": [],
-        "dependencies": [],
-        "_pmpm": {"recipes": ["recipes"], "packages": packages, **section.get("settings", {})},
-    }
-    path = folder / "compile.yml"
-    atomic_write_text(path, yaml.safe_dump(env, sort_keys=False))
-    return path
-
-
 def install(
     prefix: Path,
     lock_path: Path,
@@ -296,13 +142,10 @@ def install(
 ) -> int:
     """``pmpm conda_install PREFIX --lock FILE``: the locked conda records (no solve), then the
     locked compiled packages; the record is written at the end like any other run."""
-    from contextlib import ExitStack
-
-    from pmpm import conda, journal, variables
-    from pmpm.conda_install import _refuse_foreign_folder
+    from pmpm import conda
     from pmpm.layout import conda_layout
-    from pmpm.prefix_lock import prefix_lock
-    from pmpm.record import write_record
+    from pmpm.pipeline.locked import LockedBuild, LockedRequest, run_locked
+    from pmpm.pipeline.prepare import refuse_foreign_folder
 
     section, conda_text = read_lock(lock_path)
     subdir = conda.host_subdir()
@@ -314,49 +157,32 @@ def install(
     chosen = _choose_target(section, target, say)
     layout = conda_layout(prefix)
     prefix = layout.root
-    _refuse_foreign_folder(prefix)
-    conda.verify_local_sha256(records)
-    work = journal.pmpm_dir(prefix) / "from-lock"
-    created = not prefix.exists()
-    with ExitStack() as stack:
-        stack.enter_context(prefix_lock(prefix, on_wait=say))
-        if journal.pending(prefix):
-            journal.restore(prefix)
-        try:
-            journal.begin(prefix)  # in the try: a prefix this run created goes when it fails
-            installed = conda.installed_records(prefix)
-            say(f"installing {len(records)} locked conda packages into {prefix} (no solve)")
-            conda.install(
-                records,
-                prefix,
-                installed=installed,
-                requested=section.get("requested") or [],
-                ignored={r.name.normalized for r in installed if conda.is_compiled(r)},
-            )
-            variables.write(prefix, section.get("variables") or {})
-            env_file = None
-            if section.get("env_file"):
-                from pmpm.fsutil import atomic_write_text
-
-                env_file = work / "environment.yml"
-                atomic_write_text(env_file, section["env_file"])
-            if section.get("compiled"):
-                _compile(
-                    prefix, section, chosen, work, say, jobs=jobs, offline=offline, keep_build=keep_build
-                )
-            _write_history(prefix, installed, section.get("requested") or [])
-        except BaseException:
-            try:
-                journal.restore(prefix)
-            except PmpmError as exc:
-                say(f"could not put {prefix} back as it was: {exc}")
-            if created:
-                import shutil
-
-                shutil.rmtree(prefix, ignore_errors=True)
-            raise
-        journal.commit(prefix)
-        record = write_record(layout, env_file)
+    refuse_foreign_folder(prefix)
+    builds = tuple(
+        LockedBuild(
+            name=item["name"],
+            recipe_text=(item.get("recipe") or {}).get("text"),
+            request=dict(item["request"]),
+            identity=(item.get("source") or {}).get("identity"),
+            flags=item.get("flags") or {},
+        )
+        for item in section.get("compiled", [])
+    )
+    request = LockedRequest(
+        layout=layout,
+        lock_path=Path(lock_path),
+        records=records,
+        requested=list(section.get("requested") or []),
+        variables=dict(section.get("variables") or {}),
+        env_file_text=section.get("env_file"),
+        builds=builds,
+        settings=dict(section.get("settings") or {}),
+        target=chosen,
+        jobs=jobs,
+        offline=offline,
+        keep_build=keep_build,
+    )
+    record = run_locked(request, say)
     if section.get("pip"):
         say(
             "note: pip packages of the locked environment are not installed: "
@@ -373,41 +199,6 @@ def install(
             "original record shows how"
         )
     return 0
-
-
-def _compile(prefix: Path, section, target, work: Path, say: Say, *, jobs, offline, keep_build) -> None:
-    from pmpm import conda
-    from pmpm.compile_stage import Compiler
-    from pmpm.record import _neutral, _tokens
-    from pmpm.spec import load_env_file
-
-    spec = load_env_file(_write_inputs(work, section, target))
-    compiler = Compiler(
-        spec, prefix, jobs=jobs, offline=offline, say=say, keep_build=keep_build, base=prefix, system=False
-    )
-    steps = compiler.plan(conda.installed_records(prefix))
-    locked = {c["name"]: c for c in section["compiled"]}
-    tokens = _tokens({"prefix": prefix})
-    for step in steps:
-        want = locked.get(step.name)
-        if want is None:
-            continue
-        if step.identity != want["source"].get("identity"):
-            raise PmpmError(
-                f"the source of {step.name} is not the locked one: locked {want['source'].get('identity')}, "
-                f"found {step.identity}",
-                where=step.where,
-                hint="restore the source the lock names (a local tree must be unchanged), or export "
-                "a new lock",
-            )
-        flags = _neutral(step.inputs.flags, tokens)
-        if flags != want.get("flags"):
-            changed = [k for k in flags if flags.get(k) != want["flags"].get(k)]
-            say(
-                f"note: {step.name} builds with other flags than the lock's ({', '.join(changed)}): "
-                + "; ".join(f"{k}: {want['flags'].get(k)!r} -> {flags.get(k)!r}" for k in changed)
-            )
-    compiler.run(steps)
 
 
 def install_command(

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pmpm import envinfo
+from pmpm import envinfo, paths, record_read
 from pmpm.errors import PmpmError
 from pmpm.fsutil import atomic_write_text
 from pmpm.layout import Layout
@@ -36,16 +36,8 @@ KINDS = ("lmod", "tcl")
 
 
 def environment_id(layout: Layout) -> str | None:
-    """The environment id from pmpm's record, or None when there is no record.
-
-    LEAD: the single call site of ``pmpm.record.environment_id``; pmpm/record.py did not exist
-    when this was written, so a missing module or function means "no id" for now.
-    """
-    try:
-        from pmpm.record import environment_id as from_record  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return from_record(layout.root)
+    """The environment id from pmpm's record, or None when there is no record."""
+    return record_read.environment_id(layout.root)
 
 
 def _short_id(env_id: str | None) -> str:
@@ -133,7 +125,8 @@ def render(layout: Layout, kind: str, name: str | None = None) -> tuple[str, str
     env_name = envinfo.env_name(layout, info)
     env_id = environment_id(layout)
     template = _templates().get_template("modulefile.lua.j2" if kind == "lmod" else "modulefile.tcl.j2")
-    changes, multiline = [], []
+    changes: list[activation.Change] = []
+    multiline: list[activation.Change] = []
     for change in activation.module_changes(layout):
         # Lmod 8.6 and Modules 5.2 both cut a value at its first newline (and Modules then fails
         # to undo it on unload): leave such variables out and say so in the file
@@ -173,7 +166,7 @@ def write(layout: Layout, kind: str, directory: Path, name: str | None = None) -
     """Write the modulefile into ``directory`` (a MODULEPATH entry); returns its path."""
     if kind not in KINDS:
         raise PmpmError(f"unknown module kind `{kind}`", hint="use lmod or tcl")
-    if not any((p / "conda-meta").is_dir() for p in layout.prefixes):
+    if not any(paths.conda_meta(p).is_dir() for p in layout.prefixes):
         raise PmpmError(
             f"{layout.root} is not an environment made by pmpm (no conda-meta folder)",
             hint="give the PREFIX passed to `pmpm conda_install`",

@@ -47,7 +47,7 @@ def require(expected: str, prefix: Path | str | None = None) -> str:
     Returns the id.
     """
     here = _prefix(prefix)
-    layout = records._layout(here)
+    layout = records.layout_of(here)
     try:
         current = records.read(layout.root)
     except PmpmError as exc:
@@ -115,7 +115,7 @@ def provenance(
     record, host target, the experiment repository's commit and dirty state (``cwd``), the
     command line. A dict ready for ``json.dump``; the keys are documented in docs/record.md."""
     here = _prefix(prefix)
-    layout = records._layout(here)
+    layout = records.layout_of(here)
     cwd = Path(cwd or os.getcwd())
     env_id = records.environment_id(layout.root)
     status: dict[str, Any]
@@ -159,7 +159,7 @@ def run(
     """
     if not command:
         raise PmpmError("no command to run", hint="put it after `--`: pmpm run PREFIX -- python script.py")
-    layout = records._layout(prefix)
+    layout = records.layout_of(prefix)
     if expect is not None:
         require(expect, layout.root)
     info = provenance(layout.root, verify=check, command=command)

@@ -9,12 +9,16 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pmpm.errors import PmpmError, located
 from pmpm.runlog import run_logged
 
+if TYPE_CHECKING:
+    from pmpm.spec import EnvSpec
 
-def install_pip(spec, prefix: Path, *, offline: bool) -> Path | None:
+
+def install_pip(spec: EnvSpec, prefix: Path, *, offline: bool) -> Path | None:
     """Returns the log of the pip run, or None when the env file has no pip entries."""
     if not spec.pip:
         return None

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pmpm import paths
 from pmpm.build_inputs import BuildInputs, digest  # noqa: F401 (digest: used by the record)
 from pmpm.errors import PmpmError
-from pmpm.journal import pmpm_dir
 from pmpm.recipe import Recipe, RecipeBook, apply_request, load_data, render, resolve_options
 
 
@@ -83,7 +83,7 @@ def order(requests: dict[str, Any], book: RecipeBook, requires_of: Callable[[str
 def stored_inputs(prefix: Path, name: str) -> dict[str, Any] | None:
     """The inputs the installed build of ``name`` was made with (a ``BuildInputs`` as stored)."""
     try:
-        return json.loads((pmpm_dir(prefix) / "builds" / f"{name}.json").read_text())
+        return json.loads(paths.build_inputs_file(prefix, name).read_text())
     except (OSError, ValueError):
         return None
 

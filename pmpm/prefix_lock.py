@@ -12,13 +12,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pmpm import paths
 from pmpm.diskspace import needs_space
-from pmpm.journal import drop_partial, pmpm_dir
+from pmpm.journal import drop_partial
 
 
 @contextmanager
 def prefix_lock(prefix: Path, *, on_wait: Callable[[str], None] = print) -> Iterator[None]:
-    lock_path = pmpm_dir(prefix) / "lock"
+    lock_path = paths.lock_file(prefix)
     with needs_space(f"creating the lock of {prefix}", lock_path):
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)

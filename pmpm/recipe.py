@@ -211,7 +211,8 @@ def apply_request(data: dict[str, Any], request: dict[str, Any], *, where: str |
     """
     name = data.get("name", "?")
     data = dict(data)
-    source = data.get("source") if isinstance(data.get("source"), dict) else {}
+    given = data.get("source")
+    source: dict[str, Any] = given if isinstance(given, dict) else {}
     own = next((k for k in _WITH if k in source), "none")
     asked = {k: request[k] for k in SOURCE_KEYS if k in request}
     for key, value in asked.items():

@@ -15,10 +15,12 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from pmpm import paths, verify
 from pmpm import record as records
-from pmpm import verify
 from pmpm.errors import PmpmError
 from pmpm.fsutil import sha256_file
+from pmpm.inventory import meta_records
+from pmpm.transaction import transaction
 
 Say = Callable[[str], None]
 
@@ -47,10 +49,8 @@ def _cached(data: dict) -> Path | None:
     holds every file intact. Installed files are hard links into the cache: a file written in
     place damages the cache's copy too, and such an entry is removed so that the installer
     fetches the package again (prefixes linked to it keep their files)."""
-    from pmpm.conda import cache_dir
-
     stem = str(data.get("fn", "")).removesuffix(".conda").removesuffix(".tar.bz2")
-    folder = Path(data.get("extracted_package_dir") or cache_dir() / "pkgs" / stem)  # conda-pack blanks it
+    folder = Path(data.get("extracted_package_dir") or paths.package_cache() / stem)  # conda-pack blanks it
     if not stem or not folder.is_dir():
         return None
     for item in (data.get("paths_data") or {}).get("paths") or []:
@@ -71,29 +71,24 @@ def _fetchable(url: str) -> bool:
 
 
 def _reinstall(stack: Path, names: set[str], say: Say) -> None:
-    from pmpm import conda, journal
-    from pmpm.prefix_lock import prefix_lock
+    from pmpm import conda
 
-    with prefix_lock(stack, on_wait=say):
-        if journal.pending(stack):
-            say(f"repairing {stack}: a previous pmpm run was interrupted")
-            journal.restore(stack)
+    with transaction([stack], say) as txn:
         lost = sorted(
             f"{data['name']} ({data.get('url') or 'no url'})"
-            for data in records._meta_records(stack)
+            for data in meta_records(stack)
             if data["name"] in names and _cached(data) is None and not _fetchable(str(data.get("url") or ""))
         )
         if lost:  # checked before anything changes: a failed relink could not be undone either
             raise PmpmError(
                 f"cannot repair {stack}: neither the package cache nor the channel has " + ", ".join(lost),
-                hint=f"repair takes each package from the package cache ({conda.cache_dir() / 'pkgs'}) "
+                hint=f"repair takes each package from the package cache ({paths.package_cache()}) "
                 "or from the url in its conda-meta record: run it where the environment was built "
                 f"(or set PMPM_CACHE_DIR), or rebuild the environment with pmpm conda_install; {stack} "
                 "was not changed",
             )
         installed = conda.installed_records(stack)
-        journal.begin(stack)
-        try:
+        with txn.changing():
             conda.install(
                 installed,
                 stack,
@@ -101,10 +96,6 @@ def _reinstall(stack: Path, names: set[str], say: Say) -> None:
                 requested=[s for r in installed for s in r.requested_specs],
                 reinstall=names,
             )
-        except BaseException:
-            journal.restore(stack)
-            raise
-        journal.commit(stack)
 
 
 def run(prefix: Path, say: Say) -> int:
@@ -113,7 +104,7 @@ def run(prefix: Path, say: Say) -> int:
     todo = damaged(report)
     if not todo:
         say(f"{report.prefix}: no package has a missing or modified file")
-    stacks = records.stacks(records._layout(prefix))
+    stacks = records.stacks(records.layout_of(prefix))
     for stack_name, names in sorted(todo.items()):
         say(f"reinstalling in {stacks[stack_name]}: " + ", ".join(sorted(names)))
         _reinstall(stacks[stack_name], names, say)
@@ -124,7 +115,7 @@ def run(prefix: Path, say: Say) -> int:
     for problem in after.problems[:200]:
         say(f"  {problem}")
     raise PmpmError(
-        f"{after.prefix} still differs from its record: {verify._count(after.problems)}",
+        f"{after.prefix} still differs from its record: {verify.count(after.problems)}",
         hint="repair puts back files of the recorded packages only; remove extra files and packages "
         "added behind pmpm's back, or rebuild the environment with pmpm conda_install",
     )

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pmpm import paths
 from pmpm.diskspace import DiskFull, mount_point, needs_space, tool_failure
 from pmpm.errors import PmpmError
 
@@ -21,7 +22,7 @@ TAIL_LINES = 30
 
 
 def log_path(label: str) -> Path:
-    base = Path(os.environ.get("PMPM_LOG_DIR") or _default_log_dir())
+    base = paths.log_dir()
     with needs_space(f"making the log folder for {label}", base, hint=LOG_HINT):
         base.mkdir(parents=True, exist_ok=True)
     return base / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{label}.log"
@@ -43,12 +44,6 @@ def disk_full_in_log(log: Path, what: str, cwd: Path | None, argv: Sequence[obje
     if full is not None:
         full.log = log
         raise full
-
-
-def _default_log_dir() -> Path:
-    from pmpm.conda import cache_dir
-
-    return cache_dir() / "logs"
 
 
 def run_logged(

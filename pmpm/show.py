@@ -66,9 +66,9 @@ def host_report(
     _, why = choose_mpi(None, prefix=prefix)
     say(f"{'mpi chosen':<12} {why}")
     if prefix is not None:
-        from pmpm.compile_stage import choose_stack_mpi
+        from pmpm.mpi import decide
 
-        _, why = choose_stack_mpi(None, system=True, base=Path(prefix).absolute(), prefix=Path(prefix))
+        why = decide(None, system=True, base=Path(prefix).absolute(), prefix=Path(prefix)).reason
         say(f"{'  system':<12} {why} (system_install with PREFIX as its conda stack)")
     return 0
 

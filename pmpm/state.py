@@ -12,16 +12,15 @@ This module must stay cheap to import: it is on the no-op path.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pmpm import __version__
+from pmpm import __version__, inventory, paths
 from pmpm.fsutil import atomic_write_text
-from pmpm.journal import pending, pmpm_dir
+from pmpm.journal import pending
 
 FORMAT = 1
 
@@ -38,14 +37,9 @@ def records_digest(*prefixes: Path) -> str:
     """Which package records the prefixes hold (names only: cheap, and any change renames)."""
     names: list[str] = []
     for prefix in prefixes:
-        with contextlib.suppress(OSError):
-            names += sorted(n for n in os.listdir(prefix / "conda-meta") if n.endswith(".json"))
+        names += inventory.record_names(prefix)
         names.append("--")
     return hashlib.sha256("\n".join(names[:-1]).encode()).hexdigest()
-
-
-#: names a local tree's stamp leaves out, as its content hash does (pmpm.sources.SKIPPED_DIRS)
-_UNTRACKED = frozenset({".git", "__pycache__", "build", "_build"})
 
 
 def tree_stamp(root: Path) -> str:
@@ -61,7 +55,7 @@ def tree_stamp(root: Path) -> str:
             with os.scandir(folder) as scan:
                 entries = sorted(scan, key=lambda e: e.name)
             for entry in entries:
-                if entry.name in _UNTRACKED or entry.name.endswith(".egg-info"):
+                if paths.untracked(entry.name):  # as the tree's content hash leaves them out
                     continue
                 st = entry.stat(follow_symlinks=False)
                 digest.update(
@@ -93,7 +87,7 @@ class State:
     format: int = FORMAT
 
     def save(self, prefix: Path) -> None:
-        atomic_write_text(pmpm_dir(prefix) / "state.json", json.dumps(asdict(self), indent=1, sort_keys=True))
+        atomic_write_text(paths.state_file(prefix), json.dumps(asdict(self), indent=1, sort_keys=True))
 
 
 def expected(env_bytes: bytes, options: dict[str, str]) -> State:
@@ -107,7 +101,7 @@ def watch(state: State, files: list[Path]) -> None:
 def up_to_date(prefix: Path, want: State, stacks: list[Path] | None = None) -> bool:
     """``stacks``: every prefix of the environment (default: ``prefix`` alone)."""
     stacks = stacks or [prefix]
-    path = pmpm_dir(prefix) / "state.json"
+    path = paths.state_file(prefix)
     try:
         stored = json.loads(path.read_text())
     except (OSError, ValueError):

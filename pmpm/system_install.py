@@ -7,17 +7,21 @@ packages go into their own prefix (``ROOT/compile``), built with the compilers o
 ``ROOT/conda`` (or ``--conda-prefix``, or nowhere with ``_pmpm: {conda: false}`` when the site's
 Python comes from a module). The compiled stack is a prefix like any other: genuine conda
 packages, records in ``conda-meta``, the same journal, lock and no-op check as conda_install,
-which does the work (:func:`pmpm.conda_install.install`); this module only decides the layout.
+which hands the work to the pipeline (:mod:`pmpm.pipeline`); this module only decides the layout.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pmpm import conda_install
 from pmpm.errors import PmpmError
 from pmpm.layout import ROOT_DIR, Layout, find, system_layout
+
+if TYPE_CHECKING:
+    from pmpm.spec import EnvSpec, PmpmSection
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ def run(opts: Options, say: conda_install.Say = conda_install._print) -> int:
     last = find(root)
     provisional = last if last.kind == "system" else _layout(root, None, opts)
 
-    def choose(spec) -> Layout:
+    def choose(spec: EnvSpec) -> Layout:
         layout = _layout(root, spec.pmpm, opts)
         _refuse_foreign_root(layout)
         if layout.conda is None:
@@ -44,7 +48,7 @@ def run(opts: Options, say: conda_install.Say = conda_install._print) -> int:
     return conda_install.install(provisional, opts, say, choose_layout=choose)
 
 
-def _layout(root: Path, section, opts: Options) -> Layout:
+def _layout(root: Path, section: PmpmSection | None, opts: Options) -> Layout:
     conda_name = section.conda_prefix_name if section else "conda"
     compile_name = section.compile_prefix_name if section else "compile"
     for key, name in (("conda_prefix_name", conda_name), ("compile_prefix_name", compile_name)):

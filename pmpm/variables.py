@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pmpm import paths
 from pmpm.fsutil import atomic_write_text
 
 
 def state_file(prefix: Path) -> Path:
-    return prefix / "conda-meta" / "state"
+    return paths.conda_state(prefix)
 
 
 def read(prefix: Path) -> dict[str, str]:

@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pmpm import inventory, relocation
 from pmpm import record as records
-from pmpm import relocation
 from pmpm.errors import PmpmError
 
 Say = Callable[[str], None]
@@ -71,7 +71,7 @@ def _hash(path: Path) -> str | None:
 
 def check(prefix: Path) -> Report:
     """Compare the environment at ``prefix`` with its record; raises if there is no record."""
-    layout = records._layout(prefix)
+    layout = records.layout_of(prefix)
     recorded = records.read(layout.root)
     report = Report(Path(layout.root), recorded.environment_id)
     problems = report.problems
@@ -83,21 +83,21 @@ def check(prefix: Path) -> Report:
     for stack_name, stack in records.stacks(layout).items():
         owned: set[str] = set()
         found = {}
-        for data in records._meta_records(stack):
+        for data in inventory.meta_records(stack):
             name = data["name"]
             label = f"{data.get('version')}-{data.get('build')}"
             found[name] = label
             owned.update(data.get("files") or [])
             items = {i.get("_path"): i for i in (data.get("paths_data") or {}).get("paths") or []}
-            for entry in records.installed_files(data):
-                if "__pycache__/" in entry.path or entry.path.endswith(".pyc"):
+            for entry in inventory.installed_files(data):
+                if inventory.is_runtime(entry.path):
                     continue  # rewritten by Python at run time
                 path = stack / entry.path
                 if not os.path.lexists(path):
                     problems.append(Problem("missing", _shown(stack_name, entry.path), name, stack_name))
                 elif entry.sha256 is not None and not path.is_symlink():
-                    where = (stack_name, stack, entry.path, items.get(entry.path))
-                    to_hash.append((path, entry.sha256, _shown(stack_name, entry.path), name, where))
+                    place = (stack_name, stack, entry.path, items.get(entry.path))
+                    to_hash.append((path, entry.sha256, _shown(stack_name, entry.path), name, place))
         for (where, name), label in sorted(expected.items()):
             if where != stack_name:
                 continue
@@ -108,32 +108,32 @@ def check(prefix: Path) -> Report:
         for name, label in sorted(found.items()):
             if (stack_name, name) not in expected:
                 problems.append(Problem("package added", f"{name} {label}", "not installed by pmpm"))
-        present = records.walk_files(stack)
+        present = inventory.walk_files(stack)
         unowned = sorted(rel for rel in present if rel not in owned)
         tool = relocation.tool_files(stack, unowned)
         for rel in unowned:
-            entry = other.get((stack_name, rel))
-            if entry is None and rel not in tool:
+            kept = other.get((stack_name, rel))
+            if kept is None and rel not in tool:
                 problems.append(Problem("extra", _shown(stack_name, rel)))
-            elif entry is not None and entry.sha256 is not None:
-                where = None
-                if entry.sha256_neutral:  # a text file naming the location: checked modulo it
-                    item = {"prefix_placeholder": records.NEUTRAL_PREFIX, "sha256": entry.sha256_neutral}
-                    where = (stack_name, stack, rel, item)
-                to_hash.append((stack / rel, entry.sha256, _shown(stack_name, rel), UNOWNED, where))
-        for where, rel in sorted(other):
-            if where == stack_name and rel not in present:
+            elif kept is not None and kept.sha256 is not None:
+                modulo: _Place | None = None
+                if kept.sha256_neutral:  # a text file naming the location: checked modulo it
+                    item = {"prefix_placeholder": inventory.NEUTRAL_PREFIX, "sha256": kept.sha256_neutral}
+                    modulo = (stack_name, stack, rel, item)
+                to_hash.append((stack / rel, kept.sha256, _shown(stack_name, rel), UNOWNED, modulo))
+        for kept_in, rel in sorted(other):
+            if kept_in == stack_name and rel not in present:
                 problems.append(Problem("missing", _shown(stack_name, rel), UNOWNED))
-        for pip in records._pip_packages(stack, stack_name, unowned):
+        for pip in inventory.pip_packages(stack, stack_name, unowned):
             if (stack_name, pip.dist_info) not in recorded_pip:
                 by = f"installed by {pip.installer}" if pip.installer else "installed"
                 problems.append(Problem("package added", f"{pip.name} {pip.version}", f"{by}, not by pmpm"))
     with ThreadPoolExecutor(max_workers=4) as pool:  # hashlib releases the GIL on large reads
         digests = list(pool.map(_hash, [item[0] for item in to_hash]))
-    for (path, want, shown, owner, where), got in zip(to_hash, digests, strict=True):
-        if got != want and not _relocated(path, where):
-            stack_name = where[0] if where and owner != UNOWNED else None
-            problems.append(Problem("modified", shown, owner, stack_name))
+    for (path, want, shown, owner, at), got in zip(to_hash, digests, strict=True):
+        if got != want and not _relocated(path, at):
+            in_stack = at[0] if at and owner != UNOWNED else None
+            problems.append(Problem("modified", shown, owner, in_stack))
     order = ["package added", "package removed", "package changed", "modified", "missing", "extra"]
     problems.sort(key=lambda p: (order.index(p.kind) if p.kind in order else 99, p.what))
     return report
@@ -141,14 +141,17 @@ def check(prefix: Path) -> Report:
 
 #: a file to hash: path, expected sha256, name shown, owner, and for a package's file where it
 #: is (stack name, stack, path in it, its ``paths_data`` entry)
-_ToHash = tuple[Path, str, str, str, tuple[str, Path, str, dict | None] | None]
+_Place = tuple[str, Path, str, dict | None]
+_ToHash = tuple[Path, str, str, str, _Place | None]
 
 
-def _relocated(path: Path, where: tuple[str, Path, str, dict | None] | None) -> bool:
+def _relocated(path: Path, where: _Place | None) -> bool:
     """A package's file that embeds the prefix and is its package's file moved to this stack."""
-    if where is None or where[3] is None:
+    if where is None:
         return False
     _, stack, rel, item = where
+    if item is None:
+        return False
     return relocation.matches(path, rel, item, {str(stack), str(stack.resolve())})
 
 
@@ -174,7 +177,7 @@ def run(prefix: Path, say: Say, *, as_json: bool = False) -> int:
         say(f"  ... and {len(report.problems) - limit} more")
     raise PmpmError(
         f"{report.prefix} does not match its record (environment id {report.environment_id}): "
-        f"{_count(report.problems)}",
+        f"{count(report.problems)}",
         hint=_hint(report),
     )
 
@@ -193,7 +196,7 @@ def _hint(report: Report) -> str:
     return "; ".join(steps) + "; `pmpm record PREFIX` shows what the environment should hold"
 
 
-def _count(problems: list[Problem]) -> str:
+def count(problems: list[Problem]) -> str:
     kinds: dict[str, int] = {}
     for p in problems:
         kinds[p.kind] = kinds.get(p.kind, 0) + 1
@@ -211,6 +214,7 @@ def differences(a: records.Record, b: records.Record) -> list[str]:
     for name in sorted(conda_a.keys() | conda_b.keys()):
         old, new = conda_a.get(name), conda_b.get(name)
         if new is None:
+            assert old is not None  # the name is in one of the two
             lines.append(f"- {name} {old.version}-{old.build}")
         elif old is None:
             lines.append(f"+ {name} {new.version}-{new.build}")
@@ -221,14 +225,15 @@ def differences(a: records.Record, b: records.Record) -> list[str]:
     comp_a = {p.name: p for p in a.compiled_packages}
     comp_b = {p.name: p for p in b.compiled_packages}
     for name in sorted(comp_a.keys() | comp_b.keys()):
-        old, new = comp_a.get(name), comp_b.get(name)
-        if new is None:
-            lines.append(f"- {name} {old.version} (compiled)")
+        built_a, built_b = comp_a.get(name), comp_b.get(name)
+        if built_b is None:
+            assert built_a is not None  # the name is in one of the two
+            lines.append(f"- {name} {built_a.version} (compiled)")
             continue
-        if old is None:
-            lines.append(f"+ {name} {new.version} (compiled, target {new.target})")
+        if built_a is None:
+            lines.append(f"+ {name} {built_b.version} (compiled, target {built_b.target})")
             continue
-        lines += [f"~ {name} (compiled): {change}" for change in _compiled_changes(a, old, b, new)]
+        lines += [f"~ {name} (compiled): {change}" for change in _compiled_changes(a, built_a, b, built_b)]
     pip_a = {p.name.lower(): p.version for p in a.pip_packages}
     pip_b = {p.name.lower(): p.version for p in b.pip_packages}
     for name in sorted(pip_a.keys() | pip_b.keys()):

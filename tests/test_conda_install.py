@@ -237,9 +237,8 @@ def test_noop_answer_does_not_load_the_cli_framework(tmp_path):
     assert pmpm("conda_install", tmp_path / "p", "--file", env).code == 0
     probe = (
         "import sys\n"
-        "sys.argv = ['pmpm', 'conda_install', sys.argv[1], '--file', sys.argv[2]]\n"
-        "from pmpm.fastpath import main\n"
-        "try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code == 0\n"
+        "from pmpm.__main__ import main\n"
+        "assert main(['conda_install', sys.argv[1], '--file', sys.argv[2]]) == 0\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rattler', 'yaml', 'rich')))\n"
     )
     out = subprocess.run(
@@ -250,21 +249,3 @@ def test_noop_answer_does_not_load_the_cli_framework(tmp_path):
     ).stdout
     assert "is up to date" in out
     assert out.splitlines()[-1] == "[]"
-
-
-def test_fast_parser_knows_exactly_the_cli_options():
-    """The typer command and the fast path accept the same options, so neither drifts."""
-    import typer.main
-
-    from pmpm import fastpath
-    from pmpm.cli import app
-
-    command = typer.main.get_command(app).commands["conda_install"]
-    cli_options = {opt for param in command.params for opt in param.opts if opt.startswith("-")} - {"--help"}
-    assert cli_options == set(fastpath._VALUED) | set(fastpath._FLAGS)
-    assert fastpath.parse(["conda_install", "p", "--file", "e.yml", "--jobs", "3", "--dry-run"]).jobs == 3
-    assert (
-        fastpath.parse(["conda_install", "p", "--file", "e.yml", "--backend", "pip"]) is None
-    )  # typer explains
-    assert fastpath.parse(["conda_install", "p", "--file", "e.yml", "--bogus"]) is None
-    assert fastpath.parse(["conda_install", "--help"]) is None

@@ -1,0 +1,135 @@
+"""What each ``pmpm`` command calls: the declared parameters, passed on to the module doing the work.
+
+No logic lives here. Each handler imports its module when called, since importing them all
+would cost every command what the heaviest one needs. Handlers return the exit code;
+:func:`pmpm.errors.run_reporting` turns a :class:`PmpmError` into ``error: ...`` on either
+parser's path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def conda_install(
+    prefix: Path, file: Path | None, lock: Path | None, target: str | None, backend: str | None, **options
+) -> int:
+    if lock is not None or file is None:
+        from pmpm import lock as locked
+
+        rebuild_only = ("update", "fresh", "rebuild", "channel_alias")
+        kept = {k: v for k, v in options.items() if k not in rebuild_only}
+        return locked.install_command(prefix, lock, file, _say, target=target, **kept)
+    from pmpm import conda_install as command
+
+    return command.run(command.Options(prefix=prefix, file=file, backend=backend, **options), _say)
+
+
+def system_install(**options) -> int:
+    from pmpm import system_install as command
+
+    return command.run(command.Options(**options), _say)
+
+
+def plan(prefix: Path, file: Path, offline: bool) -> int:
+    from pmpm import conda_install as command
+
+    return command.run(command.Options(prefix=prefix, file=file, dry_run=True, offline=offline), _say)
+
+
+def cache_list(folder: Path | None) -> int:
+    from pmpm import binary_cache
+
+    return binary_cache.list_command(folder, _say)
+
+
+def cache_push(dest: Path, names: tuple[str, ...]) -> int:
+    from pmpm import binary_cache
+
+    return binary_cache.push_command(dest, list(names), _say)
+
+
+def cache_prune(older_than: float | None, everything: bool) -> int:
+    from pmpm import binary_cache
+
+    return binary_cache.prune_command(older_than, everything, _say)
+
+
+def recipes_list(recipes: tuple[Path, ...]) -> int:
+    from pmpm import show
+
+    return show.recipes_list(list(recipes), _say)
+
+
+def recipes_show(name: str, recipes: tuple[Path, ...]) -> int:
+    from pmpm import show
+
+    return show.recipes_show(name, list(recipes), _say)
+
+
+def host(target: str, targets: bool, prefix: Path | None) -> int:
+    from pmpm import show
+
+    return show.host_report(target, None, _say, targets=targets, prefix=prefix)
+
+
+def module(prefix: Path, lmod: Path | None, tcl: Path | None, name: str | None) -> int:
+    from pmpm import modules
+
+    return modules.module_command(prefix, lmod, tcl, name, _say)
+
+
+def activate(prefix: Path, shell: str) -> int:
+    from pmpm import activation
+
+    return activation.activate_command(prefix, shell)
+
+
+def deactivate(shell: str) -> int:
+    from pmpm import activation
+
+    return activation.deactivate_command(shell)
+
+
+def record(prefix: Path, as_json: bool) -> int:
+    from pmpm import record as records
+
+    return records.show(prefix, as_json, _say)
+
+
+def verify(prefix: Path, as_json: bool) -> int:
+    from pmpm import verify as command
+
+    return command.run(prefix, _say, as_json=as_json)
+
+
+def repair(prefix: Path) -> int:
+    from pmpm import repair as command
+
+    return command.run(prefix, _say)
+
+
+def diff(a: Path, b: Path) -> int:
+    from pmpm import verify as command
+
+    return command.diff(a, b, _say)
+
+
+def export(prefix: Path, output: Path) -> int:
+    from pmpm import lock
+
+    return lock.export(prefix, output, _say)
+
+
+def run(
+    prefix: Path, command: tuple[str, ...], expect: str | None, provenance: Path | None, no_verify: bool
+) -> int:
+    from pmpm import pin
+
+    return pin.run(
+        prefix, list(command), _say, expect=expect, provenance_file=provenance, check=not no_verify
+    )

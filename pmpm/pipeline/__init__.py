@@ -1,0 +1,76 @@
+"""The pipeline every install runs, one stage per module, with typed hand-offs
+(:mod:`pmpm.pipeline.types`):
+
+1. prepare (:mod:`.prepare`): the env file, the installer, the stacks, the recipes and the
+   conda specs they need -> ``Loaded``, ``Prepared``
+2. conda stage (:mod:`.conda_stage`): solve, say what changes, apply it -> ``Solved``, ``Changes``
+3. build plan and 4. builds (:mod:`.builds`, with :mod:`pmpm.compile_stage`)
+5. record, 6. publish (modules, activation, kernel), 7. no-op state (:mod:`.finish`)
+
+All changes happen inside one :func:`pmpm.transaction.transaction` (prefix locks, repair of
+an interrupted run, journal, rollback). The front doors -- :mod:`pmpm.conda_install`,
+:mod:`pmpm.system_install` -- build a :class:`Request` after their no-op check and call
+:func:`run`; ``--lock`` (:mod:`pmpm.lock`) builds a ``LockedRequest`` and calls
+:func:`pmpm.pipeline.locked.run_locked`, under the same transaction.
+"""
+
+from __future__ import annotations
+
+from pmpm import conda
+from pmpm.pipeline.conda_stage import apply, apply_backend, changes, solve
+from pmpm.pipeline.finish import finish
+from pmpm.pipeline.prepare import load, prepare, up_to_date
+from pmpm.pipeline.types import Changes, Loaded, Prepared, Request, Say, Solved
+from pmpm.transaction import transaction
+
+__all__ = ["Changes", "Loaded", "Prepared", "Request", "Solved", "dry_run", "run"]
+
+
+def run(request: Request, say: Say) -> int:
+    """Make the request's stacks what its env file asks for."""
+    loaded = load(request, say)
+    if loaded.opts.dry_run:
+        return dry_run(loaded, say)
+    layout = loaded.layout
+    with transaction(layout.prefixes, say, roots=[layout.root]) as txn:
+        if up_to_date(loaded):
+            say(f"{layout.root} is up to date with {loaded.opts.file}")
+            return 0
+        prepared = prepare(loaded, say)
+        if loaded.opts.backend != "rattler":
+            apply_backend(prepared, txn, say)
+            finish(prepared, say)
+            say(f"{layout.root} is ready ({loaded.opts.backend})")
+            return 0
+        solved = solve(prepared, say)
+        todo = changes(solved)
+        if todo.nothing(solved):
+            finish(prepared, say)
+            total = len(solved.records) + len(todo.compiled)
+            say(f"{layout.root} already has what {loaded.opts.file} asks for ({total} packages)")
+            return 0
+        apply(solved, todo, txn, say)
+        finish(prepared, say)
+        built = len(prepared.compiler.planned) if prepared.compiler else 0
+        say(f"{layout.root} is ready: {len(solved.records)} conda packages, {built} compiled")
+    return 0
+
+
+def dry_run(loaded: Loaded, say: Say) -> int:
+    """Say what a run would change; change nothing (no lock taken)."""
+    layout = loaded.layout
+    solved = solve(prepare(loaded, say), say)
+    compiler = solved.prepared.compiler
+    diff = conda.diff([r for r in solved.installed if not conda.is_compiled(r)], solved.records)
+    where = layout.conda or layout.root
+    if diff:
+        say(f"dry run: would change {where} as follows (nothing was changed):")
+        for change in diff:
+            say(str(change))
+    elif layout.conda is not None:
+        say(f"dry run: {where} already has these {len(solved.records)} conda packages; nothing to change")
+    if compiler:
+        say("compiled packages" + (f" (into {layout.compile}):" if layout.kind == "system" else ":"))
+        for step in compiler.plan(solved.compiled_side):
+            say(f"  {step.explain()}")
+    return 0

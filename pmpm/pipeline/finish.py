@@ -1,0 +1,68 @@
+"""Stages 5 to 7: record what made the result, publish it (modulefiles, Jupyter kernel), then
+save the state that makes an identical next run a no-op.
+
+In this order: a run that stops (or fails writing a module) before the last step leaves no
+no-op state, so the next run writes the record and the modules again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from pmpm import envinfo, state
+from pmpm import layout as layouts
+from pmpm.conda import host_subdir
+from pmpm.errors import PmpmError
+from pmpm.layout import Layout
+from pmpm.pipeline.types import Prepared, Say
+from pmpm.record import write_record
+from pmpm.spec import EnvSpec
+
+
+def finish(prepared: Prepared, say: Say) -> None:
+    """Record, publish, and save the no-op state of a successful run."""
+    loaded = prepared.loaded
+    layout = loaded.layout
+    layouts.write(layout)
+    record = write_record(layout, loaded.opts.file)
+    say(f"environment id: {record.environment_id}")
+    publish(loaded.spec, layout, say)
+
+    watched: list[Path] = []
+    for channel in prepared.channels:
+        if channel.local_path is not None:
+            for subdir in (host_subdir(), "noarch"):
+                watched += [channel.local_path / subdir / "repodata.json"]
+    want = loaded.want
+    if prepared.compiler is not None:
+        watched += prepared.compiler.watched_files()
+        want = replace(want, trees=dict(prepared.compiler.tree_stamps))
+    want = replace(want, records=state.records_digest(*layout.prefixes))
+    state.watch(want, watched)
+    want.save(layout.compile)
+
+
+def publish(spec: EnvSpec, layout: Layout, say: Say) -> None:
+    """Make the environment reachable without pmpm: modulefiles and a Jupyter kernel, as the env
+    file asks. After the record, since the modules name the environment id of the new record."""
+    envinfo.save(layout, envinfo.EnvInfo.from_spec(spec))
+    if spec.pmpm.modules:
+        from pmpm import modules
+
+        base = spec.path.parent
+        config = {
+            key: str(base / Path(value).expanduser()) if key in modules.KINDS else value
+            for key, value in spec.pmpm.modules.items()
+        }
+        try:
+            modules.refresh(layout, config, say)
+        except PmpmError as exc:
+            exc.hint = (exc.hint + "; " if exc.hint else "") + (
+                f"the environment itself is ready: write the modules with `pmpm module {layout.root}`"
+            )
+            raise
+    if spec.pmpm.jupyter_kernel:
+        from pmpm import jupyter
+
+        jupyter.register(layout, say)

@@ -1,0 +1,161 @@
+"""The pipeline from a lock (``pmpm conda_install PREFIX --lock FILE``): the locked conda records
+installed as they are (no solve), then the locked compiled packages built from the locked recipe
+texts with their sources pinned, then the record -- under the same transaction as any run.
+
+:mod:`pmpm.lock` reads and checks the lock file and hands over a :class:`LockedRequest`; the
+build stage gets an :class:`pmpm.spec.EnvSpec` made from it directly (no env file is written).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pmpm import conda, history, paths, variables
+from pmpm.channels import channel_alias
+from pmpm.errors import PmpmError
+from pmpm.fsutil import atomic_write_text
+from pmpm.layout import Layout
+from pmpm.pipeline.types import Say
+from pmpm.record import location_tokens, neutral, write_record
+from pmpm.spec import EnvSpec, PackageRequest, PmpmSection
+from pmpm.spec_pmpm import PACKAGE_OPTION_TYPES
+from pmpm.transaction import transaction
+
+if TYPE_CHECKING:
+    from pmpm.record_model import Record
+
+
+@dataclass(frozen=True)
+class LockedBuild:
+    """One compiled package as the lock has it."""
+
+    name: str
+    recipe_text: str | None
+    request: dict[str, Any]  # how the rebuild asks for it: version, pinned source, options
+    identity: str | None  # the locked source's identity (sha256:, git:, tree:)
+    flags: dict[str, Any]  # with the environment's location as tokens
+
+
+@dataclass(frozen=True)
+class LockedRequest:
+    """What ``--lock`` asks for, read and checked from the lock file."""
+
+    layout: Layout
+    lock_path: Path
+    records: list[Any]  # rattler RepoDataRecord, exactly the locked ones
+    requested: list[str]  # the specs the locked environment was asked for
+    variables: dict[str, str]
+    env_file_text: str | None
+    builds: tuple[LockedBuild, ...]
+    settings: dict[str, Any]  # the env file's `_pmpm` keys that change builds (mpi, compilers, tests)
+    target: str | None  # None: the recipes' own choice
+    jobs: int = 0
+    offline: bool = False
+    keep_build: bool = False
+
+
+def run_locked(request: LockedRequest, say: Say) -> Record:
+    """Install the locked environment into the request's prefix; returns its new record."""
+    prefix = request.layout.root
+    conda.verify_local_sha256(request.records)
+    work = paths.from_lock_dir(prefix)
+    with transaction([prefix], say) as txn:
+        with txn.changing():
+            installed = conda.installed_records(prefix)
+            say(f"installing {len(request.records)} locked conda packages into {prefix} (no solve)")
+            conda.install(
+                request.records,
+                prefix,
+                installed=installed,
+                requested=request.requested,
+                ignored={r.name.normalized for r in installed if conda.is_compiled(r)},
+            )
+            variables.write(prefix, request.variables)
+            env_file = None
+            if request.env_file_text:
+                env_file = work / "environment.yml"  # the record keeps the original env file's text
+                atomic_write_text(env_file, request.env_file_text)
+            if request.builds:
+                _build(request, locked_spec(request, work / "recipes"), say)
+            _write_history(prefix, installed, request.requested)
+        return write_record(request.layout, env_file)
+
+
+def locked_spec(request: LockedRequest, recipes: Path) -> EnvSpec:
+    """What the build stage gets: each compiled package's request with its source pinned, the
+    lock's ``_pmpm`` settings, and the locked recipe texts (written as files into ``recipes``:
+    the recipe loader reads folders, and a recipe's origin names its file)."""
+    recipes.mkdir(parents=True, exist_ok=True)
+    packages = []
+    for item in request.builds:
+        if item.recipe_text:
+            atomic_write_text(recipes / f"{item.name}.yaml", item.recipe_text)
+        options = {k: copy.deepcopy(v) for k, v in item.request.items() if v is not None}
+        if request.target is not None:
+            options["target"] = request.target
+        for key in PACKAGE_OPTION_TYPES:  # typed as the env file reader types them
+            if key in options:
+                value = str(options[key])
+                options[key] = (
+                    (recipes.parent / Path(value).expanduser()).resolve() if key == "path" else value
+                )
+        packages.append(PackageRequest(item.name, options, 0))
+    settings = request.settings
+    section = PmpmSection(
+        recipes=[recipes],
+        packages=packages,
+        compilers=dict(settings.get("compilers") or {}),
+        mpi=settings.get("mpi"),
+        tests=bool(settings.get("tests", True)),
+    )
+    return EnvSpec(path=Path(request.lock_path).absolute(), pmpm=section)
+
+
+def _build(request: LockedRequest, spec: EnvSpec, say: Say) -> None:
+    """Build the locked compiled packages, refusing a source that is not the locked one."""
+    from pmpm.compile_stage import Compiler
+
+    prefix = request.layout.root
+    compiler = Compiler(
+        spec,
+        prefix,
+        jobs=request.jobs,
+        offline=request.offline,
+        say=say,
+        keep_build=request.keep_build,
+        base=prefix,
+        system=False,
+    )
+    steps = compiler.plan(conda.installed_records(prefix))
+    locked = {b.name: b for b in request.builds}
+    tokens = location_tokens({"prefix": prefix})
+    for step in steps:
+        want = locked.get(step.name)
+        if want is None:
+            continue
+        if step.identity != want.identity:
+            raise PmpmError(
+                f"the source of {step.name} is not the locked one: locked {want.identity}, "
+                f"found {step.identity}",
+                where=step.where,
+                hint="restore the source the lock names (a local tree must be unchanged), or export "
+                "a new lock",
+            )
+        flags = neutral(step.inputs.flags, tokens)
+        if flags != want.flags:
+            changed = [k for k in flags if flags.get(k) != want.flags.get(k)]
+            say(
+                f"note: {step.name} builds with other flags than the lock's ({', '.join(changed)}): "
+                + "; ".join(f"{k}: {want.flags.get(k)!r} -> {flags.get(k)!r}" for k in changed)
+            )
+    compiler.run(steps)
+
+
+def _write_history(prefix: Path, before: list[Any], requested: list[str]) -> None:
+    """conda's history of the rebuilt prefix: the lock's requested specs and compiled packages."""
+    after = conda.installed_records(prefix)
+    compiled = [s for r in after if conda.is_compiled(r) for s in r.requested_specs]
+    history.append(prefix, before, after, [*requested, *compiled], alias=channel_alias())
