@@ -111,7 +111,7 @@ def verdict(ok: bool) -> str:
 def bench_noop(work: Path, env: dict[str, str], repeat: int) -> list[str]:
     import conda_stage
 
-    from pmpm.package import host_subdir
+    from pmpm.build.package import host_subdir
 
     conda_stage.HOST_SUBDIR = host_subdir()  # as conda_stage.main() sets it
     channel, names = build_channel(work / "channel-work", 20240601, 2000, os.cpu_count() or 1)

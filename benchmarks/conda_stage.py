@@ -4,7 +4,7 @@ pmpm wraps py-rattler with a parser, channel resolution, a journal, a prefix loc
 state. That wrapping must stay cheap next to the solve and link it guards, and an up-to-date
 prefix must be recognised in a fraction of a second. Both claims only mean something on a
 channel of realistic size, and none is reachable from our machines, so this script builds one:
-~2,000 genuine ``.conda`` packages (written by :func:`pmpm.package.pack`, indexed by rattler)
+~2,000 genuine ``.conda`` packages (written by :func:`pmpm.build.package.pack`, indexed by rattler)
 with a layered dependency graph and version ranges. It then times, as whole processes:
 
 * ``pmpm conda_install PREFIX --file env.yml`` on a fresh prefix with a cold package cache;
@@ -80,11 +80,12 @@ _SYLLABLES = tuple(_SYLLABLE_TEXT.split())
 
 HERE = Path(__file__).resolve().parent
 OLD_CHANNEL_PREFIX = "channel-old-"
-HOST_SUBDIR = ""  # set in main() from pmpm.package.host_subdir (import-light)
+HOST_SUBDIR = ""  # set in main() from pmpm.build.package.host_subdir (import-light)
 
 #: what a no-op run must import at least: the floor the no-op re-run is compared with
 FLOOR_IMPORTS = (
-    "import pmpm.commands.catalog, pmpm.commands.fast, pmpm.conda_install, pmpm.state, pmpm.layout"
+    "import pmpm.commands.catalog, pmpm.commands.fast, pmpm.commands.conda_install, "
+    "pmpm.env.state, pmpm.env.layout"
 )
 
 
@@ -334,7 +335,7 @@ def _payload(p: Planned) -> tuple[dict[str, bytes], dict[str, str]]:
 
 def _build_one(job: tuple[Planned, str, str]) -> str:
     """Stage and pack one package (runs in a worker process)."""
-    from pmpm.package import PackageMeta, pack
+    from pmpm.build.package import PackageMeta, pack
 
     p, channel, scratch = job
     files, symlinks = _payload(p)
@@ -640,7 +641,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(HERE.parent))  # the checkout's pmpm when run as a plain script
     bytecode_as_installed()
-    from pmpm.package import host_subdir
+    from pmpm.build.package import host_subdir
 
     HOST_SUBDIR = host_subdir()
     if not args.no_wait:

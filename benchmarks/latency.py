@@ -51,22 +51,24 @@ install: greet
 #: ``{f}``: the env file, ``{s}``: the system prefix)
 FLOORS = {
     "conda_install (no-op)": (
-        "from pathlib import Path; from pmpm import conda_install as c\n"
+        "from pathlib import Path; from pmpm.commands import conda_install as c\n"
         "raise SystemExit(c.run(c.Options(prefix=Path({p!r}), file=Path({f!r})), print))"
     ),
     "system_install (no-op)": (
-        "from pathlib import Path; from pmpm import system_install as c\n"
+        "from pathlib import Path; from pmpm.commands import system_install as c\n"
         "raise SystemExit(c.run(c.Options(prefix=Path({s!r}), file=Path({sf!r})), print))"
     ),
     "run P -- true": (
-        "from pathlib import Path; from pmpm import pin\n"
+        "from pathlib import Path; from pmpm.record import pin\n"
         "raise SystemExit(pin.run(Path({p!r}), ['true'], print))"
     ),
     "activate P": (
-        "from pathlib import Path; from pmpm import activation\n"
+        "from pathlib import Path; from pmpm.publish import activation\n"
         "raise SystemExit(activation.activate_command(Path({p!r}), 'bash'))"
     ),
-    "deactivate": ("from pmpm import activation\nraise SystemExit(activation.deactivate_command('bash'))"),
+    "deactivate": (
+        "from pmpm.publish import activation\nraise SystemExit(activation.deactivate_command('bash'))"
+    ),
 }
 
 

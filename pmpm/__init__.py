@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-#: the pinning API for experiments (``pmpm.pin``), imported on first use so that ``import pmpm``
+#: the pinning API for experiments (``pmpm.record.pin``), imported on first use so that ``import pmpm``
 #: (and the no-op path of conda_install) stays as cheap as it was
 _PINNING = ("environment_id", "require", "provenance", "EnvironmentMismatch")
 __all__ = ["__version__", *_PINNING]
@@ -17,7 +17,7 @@ __all__ = ["__version__", *_PINNING]
 
 def __getattr__(name: str):
     if name in _PINNING:
-        from pmpm import pin
+        from pmpm.record import pin
 
         return getattr(pin, name)
     raise AttributeError(f"module 'pmpm' has no attribute {name!r}")

@@ -10,8 +10,8 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
+from pmpm.env.layout import Layout
 from pmpm.fsutil import atomic_write_text
-from pmpm.layout import Layout
 
 _FILE = "env.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]+")

@@ -67,7 +67,7 @@ def run_reporting(call) -> int:
         return 141
     except Exception as exc:
         # the last resort for a full disk no stage explained: never a traceback for that
-        from pmpm.diskspace import last_resort
+        from pmpm.env.diskspace import last_resort
 
         full = last_resort(exc)
         if full is None:

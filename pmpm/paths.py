@@ -3,7 +3,7 @@
 Two roots: pmpm's **cache** (``PMPM_CACHE_DIR``, else ``$XDG_CACHE_HOME/pmpm``, else
 ``~/.cache/pmpm``), shared by every environment of a user, and pmpm's **folder inside a prefix**
 (``PREFIX/conda-meta/pmpm``), which belongs to that environment. A system_install root keeps the
-environment's own files in ``ROOT/.pmpm`` instead (see :mod:`pmpm.layout`). Nothing else in pmpm
+environment's own files in ``ROOT/.pmpm`` instead (see :mod:`pmpm.env.layout`). Nothing else in pmpm
 joins these names, so moving or renaming one is a change here only.
 
 This module must stay cheap to import: it is on the no-op path (standard library only).
@@ -37,12 +37,12 @@ def repodata_cache() -> Path:
 
 
 def build_channel() -> Path:
-    """pmpm's own conda channel: every compiled package lands there (see :mod:`pmpm.binary_cache`)."""
+    """pmpm's own conda channel: every compiled package lands there (see :mod:`pmpm.build.binary_cache`)."""
     return cache_root() / "channel"
 
 
 def sources_dir() -> Path:
-    """Downloaded sources and copies of local trees (:class:`pmpm.sources.SourceCache`)."""
+    """Downloaded sources and copies of local trees (:class:`pmpm.sources.cache.SourceCache`)."""
     return cache_root() / "sources"
 
 
@@ -71,7 +71,7 @@ def python_shims_dir() -> Path:
 
 
 def host_target_cache() -> Path:
-    """archspec's name for this CPU, remembered per CPU (:mod:`pmpm.host_target`)."""
+    """archspec's name for this CPU, remembered per CPU (:mod:`pmpm.host.target`)."""
     return cache_root() / "host-target.json"
 
 
@@ -90,7 +90,7 @@ def conda_meta(prefix: Path) -> Path:
 
 
 def conda_history(prefix: Path) -> Path:
-    """conda's ``conda-meta/history``, which pmpm writes as conda does (:mod:`pmpm.history`)."""
+    """conda's ``conda-meta/history``, which pmpm writes as conda does (:mod:`pmpm.conda.history`)."""
     return conda_meta(prefix) / "history"
 
 
@@ -116,7 +116,7 @@ def journal_dir(prefix: Path) -> Path:
 
 
 def state_file(prefix: Path) -> Path:
-    """The no-op fingerprint of the last successful run (:mod:`pmpm.state`)."""
+    """The no-op fingerprint of the last successful run (:mod:`pmpm.env.state`)."""
     return pmpm_dir(prefix) / "state.json"
 
 

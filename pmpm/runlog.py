@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pmpm import paths
-from pmpm.diskspace import DiskFull, mount_point, needs_space, tool_failure
+from pmpm.env.diskspace import DiskFull, mount_point, needs_space, tool_failure
 from pmpm.errors import PmpmError
 
 TAIL_LINES = 30

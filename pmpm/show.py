@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pmpm.recipe import RecipeBook, load_data
+from pmpm.build.recipe import RecipeBook, load_data
 
 Say = Callable[[str], None]
 
@@ -45,8 +45,8 @@ def host_report(
     targets: bool = False,
     prefix: Path | None = None,
 ) -> int:
-    from pmpm.host import detect_host, known_targets
-    from pmpm.mpi import choose_mpi, find_mpis
+    from pmpm.host.detect import detect_host, known_targets
+    from pmpm.host.mpi.choice import choose_mpi, find_mpis
 
     if targets:
         for name in known_targets():
@@ -66,7 +66,7 @@ def host_report(
     _, why = choose_mpi(None, prefix=prefix)
     say(f"{'mpi chosen':<12} {why}")
     if prefix is not None:
-        from pmpm.mpi import decide
+        from pmpm.host.mpi.choice import decide
 
         why = decide(None, system=True, base=Path(prefix).absolute(), prefix=Path(prefix)).reason
         say(f"{'  system':<12} {why} (system_install with PREFIX as its conda stack)")
@@ -76,7 +76,7 @@ def host_report(
 def _compiler_choice(host, conda_bin: Path | None, named: dict[str, str]) -> str:
     """Why each compiler was chosen, as conda_install would choose them; system_install skips
     conda's and takes the host's."""
-    from pmpm.host import SEARCH
+    from pmpm.host.detect import SEARCH
 
     reasons = []
     for lang, compiler in sorted(host.compilers.items()):

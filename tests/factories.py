@@ -1,7 +1,7 @@
 """Genuine conda packages and local channels for tests.
 
 No conda channel is reachable from the test machines, so tests build their own: real
-``.conda`` files written by :func:`pmpm.package.pack`, indexed by py-rattler, served over
+``.conda`` files written by :func:`pmpm.build.package.pack`, indexed by py-rattler, served over
 ``file://``. The demo channel holds really compiled content built under a long padded
 placeholder prefix, so installing it exercises what matters in production: binary and text
 prefix relocation, shared-library symlinks, dependency solving, and a Python prefix for pip.
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pmpm.package import PackageMeta, host_subdir, pack
+from pmpm.build.package import PackageMeta, host_subdir, pack
 
 if TYPE_CHECKING:
     import rattler

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pmpm.build_inputs import FORMAT, BuildInputs
+from pmpm.build.inputs import FORMAT, BuildInputs
 
 SAMPLE = BuildInputs(
     recipe="r" * 64,

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from pmpm.package import PackageMeta
+from pmpm.build.package import PackageMeta
 from tests.clihelp import installed, pmpm, write_env
 
 

@@ -70,7 +70,7 @@ def test_recipes_build_in_order_and_install_as_conda_packages(tmp_path, project)
     readelf = subprocess.run(
         ["readelf", "-p", ".GCC.command.line", prefix / "lib" / "libgreet.so"], capture_output=True, text=True
     ).stdout
-    from pmpm.host import detect_host
+    from pmpm.host.detect import detect_host
 
     assert detect_host().arch_flags("cc").split()[0] in readelf  # e.g. -march=icelake-client
 
@@ -185,7 +185,7 @@ def test_recipe_plugin_from_an_entry_point(tmp_path, project):
     prefix = tmp_path / "p"
     result = pmpm("conda_install", prefix, "--file", env, "--keep-build", env=extra)
     assert result.code == 0, result.text
-    from pmpm.host import detect_host
+    from pmpm.host.detect import detect_host
 
     expected = "2.0" if "avx2" in detect_host().features else "1.0"
     assert installed(prefix)["plugged"].startswith(f"{expected}-pmpm_")

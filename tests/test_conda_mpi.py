@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pmpm.mpi import detect_mpi
-from pmpm.package import PackageMeta
+from pmpm.build.package import PackageMeta
+from pmpm.host.mpi.choice import detect_mpi
 from tests.clihelp import installed, pmpm
 
 OPENMPI = "/usr/bin/mpicc.openmpi"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pmpm.package import PackageMeta
+from pmpm.build.package import PackageMeta
 from tests.clihelp import installed, pmpm, tree_digest, write_env
 from tests.factories import LocalChannel
 
@@ -232,7 +232,7 @@ def test_source_cache_full(tmp_path, tmpfs):
 
 def test_a_full_disk_is_named_whatever_noticed_it(tmp_path, tmpfs):
     """The pieces the stages use: an errno, an error's text, a tool's log, the installer."""
-    from pmpm.diskspace import DiskFull, full_errno, installer_failure, needs_space, tool_failure
+    from pmpm.env.diskspace import DiskFull, full_errno, installer_failure, needs_space, tool_failure
 
     mount = tmpfs("small", 64)
     fill(mount)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pmpm.package import PackageMeta
-from pmpm.prefix_lock import prefix_lock
+from pmpm.build.package import PackageMeta
+from pmpm.env.prefix_lock import prefix_lock
 from tests.clihelp import installed, pmpm, tree_digest, write_env
 from tests.factories import LocalChannel
 
@@ -121,7 +121,7 @@ def test_second_run_waits_for_the_lock_and_says_so(tmp_path, wide_channel):
 
 def test_interrupted_journal_is_rolled_back_exactly(tmp_path, wide_channel):
     """A journal left by a dead run puts back a prefix whose files a run had started changing."""
-    from pmpm import journal
+    from pmpm.env import journal
 
     prefix = tmp_path / "p"
     env = write_env(tmp_path / "env.yml", [wide_channel.path], ["pkg1 1.*", "pkg2"])
@@ -167,7 +167,7 @@ def test_cli_runs_that_install_never_crash_at_exit(tmp_path, wide_channel):
 def test_a_journal_cut_short_is_dropped_by_the_next_run(tmp_path, wide_channel):
     """A journal folder without its snapshot (a kill or a full disk while writing it) stands for
     a change that never started: the next run removes it instead of keeping it for ever."""
-    from pmpm import journal
+    from pmpm.env import journal
 
     prefix = tmp_path / "p"
     env = write_env(tmp_path / "env.yml", [wide_channel.path], ["pkg1 1.*"])

@@ -17,9 +17,9 @@ from pathlib import Path
 import archspec.cpu
 import pytest
 
-from pmpm import host as hostmod
 from pmpm.errors import PmpmError
-from pmpm.host import (
+from pmpm.host import detect as hostmod
+from pmpm.host.detect import (
     Compiler,
     HostProfile,
     detect_host,

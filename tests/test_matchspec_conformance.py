@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from factories import LocalChannel
 
-from pmpm import conda
-from pmpm.channels import resolve_channels, spec_for_solver
+from pmpm.build.package import PackageMeta
+from pmpm.conda import engine as conda
+from pmpm.conda.channels import resolve_channels, spec_for_solver
 from pmpm.errors import PmpmError
-from pmpm.matchspec import canonical, parse
-from pmpm.package import PackageMeta
-from pmpm.spec import load_env_file
+from pmpm.spec.envfile import load_env_file
+from pmpm.spec.matchspec import canonical, parse
 
 # name: [(version, build, build_number)]; the decoys (nompi builds with a higher build number,
 # versions just outside a range) are what a wrong reading would pick.
@@ -188,7 +188,7 @@ def test_channel_forms_solve_against_the_named_channel(tmp_path: Path, standins:
 def test_recipe_and_constraint_specs_are_read_leniently(standins: LocalChannel) -> None:
     """Specs reaching the solve as strings (a recipe's `requires: conda:`, MPI constraints)
     get the same reading as the env file's."""
-    from pmpm.channels import resolve_one
+    from pmpm.conda.channels import resolve_one
 
     channels = resolve_one(str(standins.path), alias="file:///nowhere/")
     records = conda.solve(
@@ -201,7 +201,7 @@ def test_recipe_and_constraint_specs_are_read_leniently(standins: LocalChannel) 
 
 
 def test_invalid_spec_reaching_the_solve_is_a_user_error(standins: LocalChannel) -> None:
-    from pmpm.channels import resolve_one
+    from pmpm.conda.channels import resolve_one
 
     channels = resolve_one(str(standins.path), alias="file:///nowhere/")
     with pytest.raises(PmpmError) as info:
@@ -225,7 +225,7 @@ def test_install_record_and_lock_keep_one_reading(tmp_path: Path, standins: Loca
     the solve read it (canonical), and a rebuild from the lock installs the same records."""
     from clihelp import pmpm
 
-    from pmpm.lock import read_lock
+    from pmpm.record.lock import read_lock
 
     env = tmp_path / "environment.yml"
     env.write_text(

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from factories import LocalChannel
 
-from pmpm.package import PackageMeta
+from pmpm.build.package import PackageMeta
 from tests.clihelp import pmpm, write_env
 
 # --- the module tools ------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def test_module_load_finds_the_env_and_unload_restores_it(kind, init, env_prefix
 
 @pytest.mark.parametrize(("kind", "init"), TOOLS)
 def test_modules_say_which_environment_they_are(kind, init, env_prefix, tmp_path):
-    from pmpm.record import environment_id
+    from pmpm.record.api import environment_id
 
     env_id = environment_id(env_prefix)
     moddir = tmp_path / "modules"
@@ -237,7 +237,7 @@ def test_modules_say_which_environment_they_are(kind, init, env_prefix, tmp_path
 
 
 def test_default_version_is_the_short_environment_id(env_prefix, tmp_path):
-    from pmpm.record import environment_id
+    from pmpm.record.api import environment_id
 
     env_id = environment_id(env_prefix)
     assert env_id, "pmpm conda_install writes a record"
@@ -268,7 +268,8 @@ echo "active=$PMPM_MODULE"
 def test_external_mpi_module_is_required(kind, init, env_prefix, tmp_path):
     """`_pmpm.mpi.module` is stored by the run; here the stored fact is set directly so that no
     MPI needs to be loaded to make the environment."""
-    from pmpm import envinfo, layout
+    from pmpm import envinfo
+    from pmpm.env import layout
 
     copy = tmp_path / "p"
     shutil.copytree(env_prefix, copy, symlinks=True)
@@ -300,7 +301,7 @@ echo "after=${{FAKEMPI_LOADED-no}}"
 
 def test_mpi_module_in_the_env_file_is_what_the_module_requires(tmp_path):
     from pmpm.envinfo import EnvInfo
-    from pmpm.spec import load_env_file
+    from pmpm.spec.envfile import load_env_file
 
     env = tmp_path / "env.yml"
     env.write_text("name: x\ndependencies: [python]\n_pmpm:\n  mpi: {module: openmpi/4.1}\n")
@@ -361,7 +362,8 @@ def test_env_file_modules_and_kernel_are_refreshed_by_each_run(tmp_path, demo_ch
 
 
 def test_kernel_name_is_stable_and_distinct_for_same_named_folders(tmp_path, env_prefix, monkeypatch):
-    from pmpm import jupyter, layout
+    from pmpm.env import layout
+    from pmpm.publish import jupyter
 
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter"))
     a, b = tmp_path / "a" / "env", tmp_path / "b" / "env"
@@ -470,7 +472,7 @@ def test_deactivate_without_an_active_env_prints_nothing():
 def system_root(env_prefix, tmp_path) -> Path:
     """A hand-made system layout: the demo env as the conda stack, a compile stack with a
     program, a library folder and a Python package."""
-    from pmpm import layout
+    from pmpm.env import layout
 
     root = tmp_path / "sys"
     conda = root / "conda"
@@ -543,7 +545,7 @@ MULTILINE = ODD + "\nsecond line"
 
 @pytest.mark.parametrize(("kind", "init"), TOOLS)
 def test_odd_variable_values_arrive_exactly(kind, init, env_prefix, tmp_path):
-    from pmpm import variables
+    from pmpm.conda import variables
 
     copy = tmp_path / "p"
     shutil.copytree(env_prefix, copy, symlinks=True)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from pmpm import mpi as mpimod
 from pmpm.errors import PmpmError
-from pmpm.mpi import MPI, choose_mpi, detect_mpi, find_mpis, parse_version_text, split_command
+from pmpm.host.mpi import choice as mpimod
+from pmpm.host.mpi.choice import MPI, choose_mpi, detect_mpi, find_mpis, parse_version_text, split_command
 
 OPENMPI = "/usr/bin/mpicc.openmpi"
 MPICH = "/usr/bin/mpicc.mpich"

@@ -1,4 +1,4 @@
-"""The run's MPI decision (pmpm.mpi.decide -> MpiChoice), against Debian's real MPIs: made in one
+"""The run's MPI decision (pmpm.host.mpi.choice.decide -> MpiChoice), against Debian's real MPIs: made in one
 place, typed, and kept across the conda solve when the solve cannot change it."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pmpm.mpi import MpiChoice, decide, external_before_solve
+from pmpm.host.mpi.choice import MpiChoice, decide, external_before_solve
 
 MPICH = "/usr/bin/mpicc.mpich"
 needs_mpich = pytest.mark.skipif(

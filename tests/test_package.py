@@ -1,4 +1,4 @@
-"""pmpm.package writes genuine conda packages: readable by conda tools, installable by rattler."""
+"""pmpm.build.package writes genuine conda packages: readable by conda tools, installable by rattler."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from factories import DemoChannel, LocalChannel, rattler_install, write_tree
 from rattler.exceptions import InstallerError, SolverError
 from rattler.package import IndexJson, PathsJson
 
+from pmpm.build.package import PackageMeta, host_subdir, pack
 from pmpm.errors import PmpmError
-from pmpm.package import PackageMeta, host_subdir, pack
 
 PLACEHOLDER = "/opt/pmpm-build_placehold_placehold_placehold"
 

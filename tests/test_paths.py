@@ -1,5 +1,5 @@
-"""One decision per fact: pmpm's paths (pmpm.paths), the host target (pmpm.host_target) and the
-prefix inventory (pmpm.inventory), each decided in one place and used by every module."""
+"""One decision per fact: pmpm's paths (pmpm.paths), the host target (pmpm.host.target) and the
+prefix inventory (pmpm.env.inventory), each decided in one place and used by every module."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 from factories import DemoChannel, rattler_install
 
-from pmpm import inventory, journal, layout, paths, state, verify
-from pmpm import record as records
-from pmpm.host_target import cpu_fingerprint, host_target_name
+from pmpm import paths
+from pmpm.env import inventory, journal, layout, state
+from pmpm.host.target import cpu_fingerprint, host_target_name
+from pmpm.record import api as records
+from pmpm.record import verify
 
 ROOT = Path(__file__).resolve().parent.parent
 PMPM = ROOT / "pmpm"
@@ -76,7 +78,7 @@ def test_host_target_is_remembered_per_cpu_without_archspec(tmp_path: Path) -> N
 
     env = {**os.environ, "PMPM_CACHE_DIR": str(tmp_path)}
     ask = (
-        "import sys; from pmpm.host_target import host_target_name; "
+        "import sys; from pmpm.host.target import host_target_name; "
         "print(host_target_name()); print('archspec' in sys.modules)"
     )
 
@@ -97,8 +99,8 @@ def test_host_target_is_remembered_per_cpu_without_archspec(tmp_path: Path) -> N
 
 
 def test_record_lock_and_host_profile_name_the_same_target() -> None:
-    from pmpm.host import detect_host
-    from pmpm.lock import _host_target
+    from pmpm.host.detect import detect_host
+    from pmpm.record.lock import _host_target
 
     name = host_target_name()
     assert name is not None

@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pmpm import conda_install, pipeline, state
-from pmpm.layout import conda_layout
+from pmpm import pipeline
+from pmpm.commands import conda_install
+from pmpm.env import state
+from pmpm.env.layout import conda_layout
 from pmpm.pipeline.conda_stage import changes, solve
 from pmpm.pipeline.locked import LockedBuild, LockedRequest, locked_spec
 from pmpm.pipeline.prepare import load, prepare
-from pmpm.spec import load_env_file
+from pmpm.spec.envfile import load_env_file
 from tests.test_compile_stage import project  # noqa: F401  (the recipes-and-sources fixture)
 
 

@@ -17,9 +17,9 @@ import pytest
 from clihelp import REALWORLD, pmpm
 from factories import LocalChannel
 
-from pmpm.channels import FALLBACK
-from pmpm.package import PackageMeta
-from pmpm.spec import EnvSpec, load_env_file
+from pmpm.build.package import PackageMeta
+from pmpm.conda.channels import FALLBACK
+from pmpm.spec.envfile import EnvSpec, load_env_file
 
 ENVS = REALWORLD / "envs"
 if not ENVS.is_dir():

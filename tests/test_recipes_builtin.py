@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from debian_sources import DebianSourceUnavailable, fetch_debian_orig
 
-from pmpm.host import detect_host
+from pmpm.host.detect import detect_host
 from tests.clihelp import installed, pmpm, tree_digest
 
 

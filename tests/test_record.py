@@ -124,7 +124,7 @@ def test_environment_id_reads_only_the_record(tmp_path, project):
     prefix = tmp_path / "p"
     project.install(prefix)
     code = (
-        "import sys, pmpm, pmpm.record as r; from pathlib import Path\n"
+        "import sys, pmpm, pmpm.record.api as r; from pathlib import Path\n"
         f"print(pmpm.environment_id({str(prefix)!r}), r.environment_id(Path({str(prefix)!r})))\n"
         f"print(r.environment_id(Path({str(tmp_path)!r})))\n"
         "print(sorted(m for m in ('rattler', 'archspec', 'typer', 'yaml') if m in sys.modules))\n"
@@ -154,7 +154,7 @@ def test_record_module_is_documented_in_the_schema():
     schema = json.loads((REPO / "docs" / "record.schema.json").read_text())
     from dataclasses import fields
 
-    from pmpm.record import Record
+    from pmpm.record.api import Record
 
     assert {f.name for f in fields(Record)} == set(schema["properties"])
     assert Path(REPO / "docs" / "record.md").is_file()

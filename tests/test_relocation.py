@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conda_pack.prefixes import binary_replace, text_replace
 
-from pmpm.relocation import undo_binary, undo_text
+from pmpm.record.relocation import undo_binary, undo_text
 
 PLACEHOLDER = b"/build/_placehold_placehold_placehold_placehold_placehold"
 PREFIX = b"/scratch/env"

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from pmpm.errors import PmpmError
-from pmpm.extract import extract_archive
-from pmpm.sources import FetchedSource, SourceCache, SourceSpec
+from pmpm.sources.cache import FetchedSource, SourceCache, SourceSpec
+from pmpm.sources.extract import extract_archive
 
 WHERE = "recipes/demo.yml"
 SIX_SHA256 = "1e61c37477a1626458e36f7b1d82aa5c9b094fa4802892072e49de9c60c4c926"

@@ -14,7 +14,7 @@ import pytest
 from clihelp import pmpm
 
 from pmpm.errors import PmpmError
-from pmpm.spec import load_env_file
+from pmpm.spec.envfile import load_env_file
 
 # what the original pmpm wrote when it saved an environment (its keys, its empty prefix names)
 SAVED_BY_ORIGINAL = """\

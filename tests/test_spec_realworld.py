@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pmpm.errors import PmpmError
-from pmpm.spec import EnvSpec, load_env_file
+from pmpm.spec.envfile import EnvSpec, load_env_file
 
 ENVS = (Path(__file__).resolve().parents[1].parent / "shared" / "realworld" / "envs").resolve()
 

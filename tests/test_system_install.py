@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pmpm.layout import find
+from pmpm.env.layout import find
 from tests.clihelp import installed, pmpm, tree_digest
 
 DEMO_C = (
@@ -223,7 +223,7 @@ def test_a_failed_build_leaves_both_stacks_as_they_were(tmp_path: Path, project)
 def conda_gcc(tmp_path: Path, channel_factory):
     """A genuine conda package shaped like conda-forge's ``gcc_linux-64``: a triplet-named driver
     in ``bin``. Its driver runs the host's gcc (conda-forge's compilers cannot be fetched here)."""
-    from pmpm.package import PackageMeta
+    from pmpm.build.package import PackageMeta
 
     gcc = shutil.which("gcc")
     assert gcc is not None

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from pmpm.mpi import detect_mpi
+from pmpm.host.mpi.choice import detect_mpi
 from tests.clihelp import pmpm
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The one transaction every install path uses (pmpm.transaction): lock, repair, journal,
+"""The one transaction every install path uses (pmpm.env.transaction): lock, repair, journal,
 rollback, commit -- called directly, beside the CLI scenarios of test_faults and test_disk_full."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from pmpm import journal
-from pmpm.diskspace import DiskFull
+from pmpm.build.package import PackageMeta
+from pmpm.env import journal
+from pmpm.env.diskspace import DiskFull
+from pmpm.env.transaction import transaction
 from pmpm.errors import PmpmError
-from pmpm.package import PackageMeta
-from pmpm.transaction import transaction
 from tests.clihelp import pmpm, tree_digest, write_env
 from tests.factories import LocalChannel
 from tests.test_disk_full import fill, tmpfs  # noqa: F401  (the tmpfs fixture)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pmpm.errors import PmpmError
-from pmpm.yaml_lines import parse_yaml
+from pmpm.spec.yaml_lines import parse_yaml
 
 LEVELS = "abcdefghi"
 

@@ -49,14 +49,14 @@ def builders() -> dict[str, Builder]:
 
 def provider(name: str) -> str:
     """``"distribution version"`` that provides builder ``name``: part of the build key."""
-    from pmpm.build_inputs import distribution_of
+    from pmpm.build.inputs import distribution_of
 
     return distribution_of(_entry_points()[name])
 
 
 def watched_files() -> list[str]:
     """The builder plugins' metadata and modules, for the no-op check."""
-    from pmpm.build_inputs import distribution_files
+    from pmpm.build.inputs import distribution_files
 
     return [f for ep in _entry_points().values() for f in distribution_files(ep)]
 

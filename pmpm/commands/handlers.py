@@ -19,42 +19,42 @@ def conda_install(
     prefix: Path, file: Path | None, lock: Path | None, target: str | None, backend: str | None, **options
 ) -> int:
     if lock is not None or file is None:
-        from pmpm import lock as locked
+        from pmpm.record import lock as locked
 
         rebuild_only = ("update", "fresh", "rebuild", "channel_alias")
         kept = {k: v for k, v in options.items() if k not in rebuild_only}
         return locked.install_command(prefix, lock, file, _say, target=target, **kept)
-    from pmpm import conda_install as command
+    from pmpm.commands import conda_install as command
 
     return command.run(command.Options(prefix=prefix, file=file, backend=backend, **options), _say)
 
 
 def system_install(**options) -> int:
-    from pmpm import system_install as command
+    from pmpm.commands import system_install as command
 
     return command.run(command.Options(**options), _say)
 
 
 def plan(prefix: Path, file: Path, offline: bool) -> int:
-    from pmpm import conda_install as command
+    from pmpm.commands import conda_install as command
 
     return command.run(command.Options(prefix=prefix, file=file, dry_run=True, offline=offline), _say)
 
 
 def cache_list(folder: Path | None) -> int:
-    from pmpm import binary_cache
+    from pmpm.build import binary_cache
 
     return binary_cache.list_command(folder, _say)
 
 
 def cache_push(dest: Path, names: tuple[str, ...]) -> int:
-    from pmpm import binary_cache
+    from pmpm.build import binary_cache
 
     return binary_cache.push_command(dest, list(names), _say)
 
 
 def cache_prune(older_than: float | None, everything: bool) -> int:
-    from pmpm import binary_cache
+    from pmpm.build import binary_cache
 
     return binary_cache.prune_command(older_than, everything, _say)
 
@@ -78,49 +78,49 @@ def host(target: str, targets: bool, prefix: Path | None) -> int:
 
 
 def module(prefix: Path, lmod: Path | None, tcl: Path | None, name: str | None) -> int:
-    from pmpm import modules
+    from pmpm.publish import modules
 
     return modules.module_command(prefix, lmod, tcl, name, _say)
 
 
 def activate(prefix: Path, shell: str) -> int:
-    from pmpm import activation
+    from pmpm.publish import activation
 
     return activation.activate_command(prefix, shell)
 
 
 def deactivate(shell: str) -> int:
-    from pmpm import activation
+    from pmpm.publish import activation
 
     return activation.deactivate_command(shell)
 
 
 def record(prefix: Path, as_json: bool) -> int:
-    from pmpm import record as records
+    from pmpm.record import api as records
 
     return records.show(prefix, as_json, _say)
 
 
 def verify(prefix: Path, as_json: bool) -> int:
-    from pmpm import verify as command
+    from pmpm.record import verify as command
 
     return command.run(prefix, _say, as_json=as_json)
 
 
 def repair(prefix: Path) -> int:
-    from pmpm import repair as command
+    from pmpm.env import repair as command
 
     return command.run(prefix, _say)
 
 
 def diff(a: Path, b: Path) -> int:
-    from pmpm import verify as command
+    from pmpm.record import verify as command
 
     return command.diff(a, b, _say)
 
 
 def export(prefix: Path, output: Path) -> int:
-    from pmpm import lock
+    from pmpm.record import lock
 
     return lock.export(prefix, output, _say)
 
@@ -128,7 +128,7 @@ def export(prefix: Path, output: Path) -> int:
 def run(
     prefix: Path, command: tuple[str, ...], expect: str | None, provenance: Path | None, no_verify: bool
 ) -> int:
-    from pmpm import pin
+    from pmpm.record import pin
 
     return pin.run(
         prefix, list(command), _say, expect=expect, provenance_file=provenance, check=not no_verify

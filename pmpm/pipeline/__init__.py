@@ -4,24 +4,24 @@
 1. prepare (:mod:`.prepare`): the env file, the installer, the stacks, the recipes and the
    conda specs they need -> ``Loaded``, ``Prepared``
 2. conda stage (:mod:`.conda_stage`): solve, say what changes, apply it -> ``Solved``, ``Changes``
-3. build plan and 4. builds (:mod:`.builds`, with :mod:`pmpm.compile_stage`)
+3. build plan and 4. builds (:mod:`.builds`, with :mod:`pmpm.build.compile_stage`)
 5. record, 6. publish (modules, activation, kernel), 7. no-op state (:mod:`.finish`)
 
-All changes happen inside one :func:`pmpm.transaction.transaction` (prefix locks, repair of
-an interrupted run, journal, rollback). The front doors -- :mod:`pmpm.conda_install`,
-:mod:`pmpm.system_install` -- build a :class:`Request` after their no-op check and call
-:func:`run`; ``--lock`` (:mod:`pmpm.lock`) builds a ``LockedRequest`` and calls
+All changes happen inside one :func:`pmpm.env.transaction.transaction` (prefix locks, repair of
+an interrupted run, journal, rollback). The front doors -- :mod:`pmpm.commands.conda_install`,
+:mod:`pmpm.commands.system_install` -- build a :class:`Request` after their no-op check and call
+:func:`run`; ``--lock`` (:mod:`pmpm.record.lock`) builds a ``LockedRequest`` and calls
 :func:`pmpm.pipeline.locked.run_locked`, under the same transaction.
 """
 
 from __future__ import annotations
 
-from pmpm import conda
+from pmpm.conda import engine as conda
+from pmpm.env.transaction import transaction
 from pmpm.pipeline.conda_stage import apply, apply_backend, changes, solve
 from pmpm.pipeline.finish import finish
 from pmpm.pipeline.prepare import load, prepare, up_to_date
 from pmpm.pipeline.types import Changes, Loaded, Prepared, Request, Say, Solved
-from pmpm.transaction import transaction
 
 __all__ = ["Changes", "Loaded", "Prepared", "Request", "Solved", "dry_run", "run"]
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pmpm import conda
+from pmpm.conda import engine as conda
 from pmpm.pipeline.types import Say
 
 if TYPE_CHECKING:
-    from pmpm.compile_stage import Compiler
-    from pmpm.plan import Step
+    from pmpm.build.compile_stage import Compiler
+    from pmpm.build.plan import Step
 
 
 def build(
@@ -36,7 +36,7 @@ def build(
     wanted = {s.name for s in steps} if compiler is not None and steps is not None else set()
     if compiled is not None and compiled <= wanted:
         return
-    from pmpm.compile_stage import remove_compiled
+    from pmpm.build.compile_stage import remove_compiled
 
     removed = remove_compiled(prefix, conda.installed_records(prefix), wanted)
     if removed:

@@ -6,18 +6,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pmpm import conda, history, variables
-from pmpm.channels import channel_alias
+from pmpm.conda import engine as conda
+from pmpm.conda import history, variables
+from pmpm.conda.channels import channel_alias
+from pmpm.conda.pip_stage import install_pip
+from pmpm.env.transaction import Transaction
 from pmpm.errors import located
-from pmpm.pip_stage import install_pip
 from pmpm.pipeline.builds import build
 from pmpm.pipeline.prepare import require_conda_stack
 from pmpm.pipeline.types import Changes, Prepared, Say, Solved
-from pmpm.transaction import Transaction
 
 if TYPE_CHECKING:
-    from pmpm.layout import Layout
-    from pmpm.mpi import MPI
+    from pmpm.env.layout import Layout
+    from pmpm.host.mpi.choice import MPI
 
 
 def solve(prepared: Prepared, say: Say) -> Solved:
@@ -31,8 +32,8 @@ def solve(prepared: Prepared, say: Say) -> Solved:
         return Solved(prepared, installed=[], records=[], compiled_side=compiled_side(layout, []))
     mpi = _external_mpi(prepared)
     constraints: list[str] = []
-    if mpi is not None:  # (pmpm.mpi is imported only then: it is not small)
-        from pmpm.mpi import conda_constraints
+    if mpi is not None:  # (pmpm.host.mpi.choice is imported only then: it is not small)
+        from pmpm.host.mpi.choice import conda_constraints
 
         constraints = conda_constraints(mpi)
         if constraints:
@@ -55,7 +56,7 @@ def solve(prepared: Prepared, say: Say) -> Solved:
             constraints=constraints,
         )
         if mpi is not None:
-            from pmpm.mpi import check_conda_mpi
+            from pmpm.host.mpi.choice import check_conda_mpi
 
             check_conda_mpi(records, mpi)
     return Solved(
@@ -70,7 +71,7 @@ def _external_mpi(prepared: Prepared) -> MPI | None:
     or system_install's automatic choice (the host's MPI); in conda_install mode an automatic
     choice prefers a conda MPI, so the solve is not constrained.
     """
-    from pmpm.mpi import decide, external_before_solve
+    from pmpm.host.mpi.choice import decide, external_before_solve
 
     spec, layout = prepared.loaded.spec, prepared.loaded.layout
     setting, system, compiler = spec.pmpm.mpi, layout.kind == "system", prepared.compiler
@@ -147,7 +148,7 @@ def apply(solved: Solved, todo: Changes, txn: Transaction, say: Say) -> None:
 
 def apply_backend(prepared: Prepared, txn: Transaction, say: Say) -> None:
     """The conda stage by an external installer (it solves), then the builds."""
-    from pmpm import backends
+    from pmpm.conda import backends
 
     spec, layout, opts = prepared.loaded.spec, prepared.loaded.layout, prepared.loaded.opts
     backend = opts.backend or "rattler"

@@ -10,14 +10,15 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from pmpm import envinfo, state
-from pmpm import layout as layouts
-from pmpm.conda import host_subdir
+from pmpm import envinfo
+from pmpm.conda.engine import host_subdir
+from pmpm.env import layout as layouts
+from pmpm.env import state
+from pmpm.env.layout import Layout
 from pmpm.errors import PmpmError
-from pmpm.layout import Layout
 from pmpm.pipeline.types import Prepared, Say
-from pmpm.record import write_record
-from pmpm.spec import EnvSpec
+from pmpm.record.api import write_record
+from pmpm.spec.envfile import EnvSpec
 
 
 def finish(prepared: Prepared, say: Say) -> None:
@@ -48,7 +49,7 @@ def publish(spec: EnvSpec, layout: Layout, say: Say) -> None:
     file asks. After the record, since the modules name the environment id of the new record."""
     envinfo.save(layout, envinfo.EnvInfo.from_spec(spec))
     if spec.pmpm.modules:
-        from pmpm import modules
+        from pmpm.publish import modules
 
         base = spec.path.parent
         config = {
@@ -63,6 +64,6 @@ def publish(spec: EnvSpec, layout: Layout, say: Say) -> None:
             )
             raise
     if spec.pmpm.jupyter_kernel:
-        from pmpm import jupyter
+        from pmpm.publish import jupyter
 
         jupyter.register(layout, say)

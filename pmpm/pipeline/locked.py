@@ -2,8 +2,8 @@
 installed as they are (no solve), then the locked compiled packages built from the locked recipe
 texts with their sources pinned, then the record -- under the same transaction as any run.
 
-:mod:`pmpm.lock` reads and checks the lock file and hands over a :class:`LockedRequest`; the
-build stage gets an :class:`pmpm.spec.EnvSpec` made from it directly (no env file is written).
+:mod:`pmpm.record.lock` reads and checks the lock file and hands over a :class:`LockedRequest`; the
+build stage gets an :class:`pmpm.spec.envfile.EnvSpec` made from it directly (no env file is written).
 """
 
 from __future__ import annotations
@@ -13,19 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pmpm import conda, history, paths, variables
-from pmpm.channels import channel_alias
+from pmpm import paths
+from pmpm.conda import engine as conda
+from pmpm.conda import history, variables
+from pmpm.conda.channels import channel_alias
+from pmpm.env.layout import Layout
+from pmpm.env.transaction import transaction
 from pmpm.errors import PmpmError
 from pmpm.fsutil import atomic_write_text
-from pmpm.layout import Layout
 from pmpm.pipeline.types import Say
-from pmpm.record import location_tokens, neutral, write_record
-from pmpm.spec import EnvSpec, PackageRequest, PmpmSection
-from pmpm.spec_pmpm import PACKAGE_OPTION_TYPES
-from pmpm.transaction import transaction
+from pmpm.record.api import location_tokens, neutral, write_record
+from pmpm.spec.envfile import EnvSpec, PackageRequest, PmpmSection
+from pmpm.spec.pmpm_section import PACKAGE_OPTION_TYPES
 
 if TYPE_CHECKING:
-    from pmpm.record_model import Record
+    from pmpm.record.model import Record
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ def locked_spec(request: LockedRequest, recipes: Path) -> EnvSpec:
 
 def _build(request: LockedRequest, spec: EnvSpec, say: Say) -> None:
     """Build the locked compiled packages, refusing a source that is not the locked one."""
-    from pmpm.compile_stage import Compiler
+    from pmpm.build.compile_stage import Compiler
 
     prefix = request.layout.root
     compiler = Compiler(

@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from pmpm import state
-from pmpm.conda_install import layout_fingerprint
+from pmpm.commands.conda_install import layout_fingerprint
+from pmpm.env import state
+from pmpm.env.layout import Layout
 from pmpm.errors import PmpmError, located
-from pmpm.layout import Layout
 from pmpm.pipeline.types import Loaded, Prepared, Request, Say
-from pmpm.spec import EnvSpec, load_env_file
+from pmpm.spec.envfile import EnvSpec, load_env_file
 
 
 def load(request: Request, say: Say) -> Loaded:
@@ -38,7 +38,7 @@ def prepare(loaded: Loaded, say: Say) -> Prepared:
     spec, layout, opts = loaded.spec, loaded.layout, loaded.opts
     compiler = None
     if spec.pmpm.packages:
-        from pmpm.compile_stage import Compiler
+        from pmpm.build.compile_stage import Compiler
 
         compiler = Compiler(
             spec,
@@ -55,7 +55,7 @@ def prepare(loaded: Loaded, say: Say) -> Prepared:
     external = opts.backend != "rattler" and not opts.dry_run  # it needs them even without a stack
     if layout.conda is None and not external:
         return Prepared(loaded, compiler, channels=[], specs=[], recipe_specs=())
-    from pmpm.channels import resolve_channels, spec_for_solver
+    from pmpm.conda.channels import resolve_channels, spec_for_solver
 
     channels = resolve_channels(spec, alias_override=opts.channel_alias)
     specs = [

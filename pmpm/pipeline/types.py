@@ -15,15 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pmpm.layout import Layout
-from pmpm.state import State
+from pmpm.env.layout import Layout
+from pmpm.env.state import State
 
 if TYPE_CHECKING:
-    from pmpm.channels import ResolvedChannel
-    from pmpm.compile_stage import Compiler
-    from pmpm.conda_install import Options
-    from pmpm.plan import Step
-    from pmpm.spec import EnvSpec
+    from pmpm.build.compile_stage import Compiler
+    from pmpm.build.plan import Step
+    from pmpm.commands.conda_install import Options
+    from pmpm.conda.channels import ResolvedChannel
+    from pmpm.spec.envfile import EnvSpec
 
 Say = Callable[[str], None]
 
@@ -79,7 +79,7 @@ class Changes:
     """What the run has to change: ``steps`` is the build plan when it could be made before
     the conda stage (None: it is made again after the conda stage changed the prefix)."""
 
-    conda: list[Any]  # pmpm.conda.Change
+    conda: list[Any]  # pmpm.conda.engine.Change
     damaged: frozenset[str]
     variables: bool
     respec: bool

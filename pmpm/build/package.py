@@ -1,0 +1,476 @@
+"""Turn a staged prefix tree into a genuine ``.conda`` package.
+
+pmpm installs what it compiles the same way it installs conda-forge packages: as conda packages
+linked by the embedded installer. That keeps one record of what is in a prefix (``conda-meta``),
+lets the solver see compiled packages, and lets the installer relocate them. This module only
+writes the package; deciding what goes in it and where it is installed belongs to the callers.
+
+Relocation works the conda-build way: files are built with an absolute *placeholder* prefix
+baked in, and the installer replaces that placeholder with the real prefix. In text files any
+new prefix fits. In binary files the replacement must not change the file's layout, so the
+installer writes the new prefix over the old one and pads the rest of the C string with NUL
+bytes: a binary placeholder can only be relocated to a prefix that is *not longer* than the
+placeholder. That is why build prefixes are padded to a long path (conda-build's
+``_h_env_placehold_placehold_...``): the longer the placeholder, the more install prefixes fit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform as _platform
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pmpm.errors import PmpmError
+
+#: Level 19 (conda-build's default) takes ~10x longer than 10 for a ~10 % smaller file; pmpm
+#: packs locally and installs right away, so packing time matters more than archive size.
+DEFAULT_COMPRESSION_LEVEL = 10
+
+#: Top-level names a package must not ship: ``info/`` is the metadata we write and
+#: ``conda-meta/`` is the installer's record of the prefix.
+_RESERVED_TOP = frozenset({"info", "conda-meta"})
+
+_NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_.\-]*$")
+# Versions and build strings become parts of ``name-version-build.conda``: no dashes.
+_VERSION_RE = re.compile(r"^[A-Za-z0-9_.+!*]+$")
+_BUILD_RE = re.compile(r"^[A-Za-z0-9_.+]+$")
+
+_OS_NAMES = {"Linux": "linux", "Darwin": "osx", "Windows": "win"}
+
+
+def host_subdir() -> str:
+    """The conda subdir of this machine (``linux-64``, ``linux-aarch64``, ``osx-arm64``...).
+
+    Computed from :mod:`platform` rather than asked of py-rattler so that building a
+    :class:`PackageMeta` stays import-light.
+    """
+    system = _platform.system()
+    machine = _platform.machine().lower()
+    os_name = _OS_NAMES.get(system, system.lower())
+    if machine in ("x86_64", "amd64"):
+        arch = "64"
+    elif machine in ("i386", "i686", "x86"):
+        arch = "32"
+    elif machine in ("aarch64", "arm64"):
+        arch = "arm64" if os_name == "osx" else "aarch64"
+    else:
+        arch = machine
+    return f"{os_name}-{arch}"
+
+
+@dataclass(frozen=True)
+class PackageMeta:
+    """What ``info/index.json`` and ``info/about.json`` say about a package.
+
+    ``subdir`` defaults to the host's subdir, or ``noarch`` for a noarch package. ``timestamp``
+    (milliseconds since the epoch) defaults to ``$SOURCE_DATE_EPOCH`` when set, else to the newest
+    modification time in the staged tree: packing the same tree twice gives byte-identical
+    metadata, while a rebuilt tree still gets a newer timestamp. ``extra`` is free metadata kept
+    in ``about.json`` (the compile stage stores its build key there).
+    """
+
+    name: str
+    version: str
+    build: str
+    build_number: int = 0
+    depends: tuple[str, ...] = ()
+    constrains: tuple[str, ...] = ()
+    noarch: str | None = None
+    subdir: str = ""
+    license: str | None = None
+    summary: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    timestamp: int | None = None
+
+    def __post_init__(self) -> None:
+        # Accept lists from callers but keep the frozen value hashable-ish and order-stable.
+        object.__setattr__(self, "depends", tuple(self.depends))
+        object.__setattr__(self, "constrains", tuple(self.constrains))
+        where = f"package {self.name}"
+        if not _NAME_RE.match(self.name):
+            raise PmpmError(
+                f"invalid package name {self.name!r}",
+                where=where,
+                hint="use lowercase letters, digits, '_', '.' and '-'",
+            )
+        if not _VERSION_RE.match(self.version):
+            raise PmpmError(
+                f"invalid version {self.version!r}",
+                where=where,
+                hint="a conda version has no '-' or spaces; use '_' or '.' instead",
+            )
+        if not _BUILD_RE.match(self.build):
+            raise PmpmError(f"invalid build string {self.build!r}", where=where, hint="no '-' or spaces")
+        if self.build_number < 0:
+            raise PmpmError(f"negative build number {self.build_number}", where=where)
+        if self.noarch not in (None, "generic"):
+            raise PmpmError(
+                f"unsupported noarch type {self.noarch!r}",
+                where=where,
+                hint="pmpm packs only noarch: generic (noarch: python needs install-time compilation)",
+            )
+        if not self.subdir:
+            object.__setattr__(self, "subdir", "noarch" if self.noarch else host_subdir())
+        elif self.noarch and self.subdir != "noarch":
+            raise PmpmError(f"a noarch package cannot have subdir {self.subdir!r}", where=where)
+        for spec in (*self.depends, *self.constrains):
+            if not spec.strip():
+                raise PmpmError("empty dependency spec", where=where)
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}-{self.version}-{self.build}.conda"
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One file or symlink of the staged tree; ``target`` is the symlink target as it will ship."""
+
+    path: str
+    is_link: bool
+    target: str | None = None
+
+
+def pack(
+    staged: Path,
+    meta: PackageMeta,
+    out_dir: Path,
+    *,
+    placeholder: str | None = None,
+    external_symlinks: Collection[str] = (),
+    compression_level: int = DEFAULT_COMPRESSION_LEVEL,
+) -> Path:
+    """Pack ``staged`` (laid out like a prefix: ``bin/``, ``lib/``...) as ``out_dir/<n-v-b>.conda``.
+
+    Files containing ``placeholder`` are recorded for relocation: ``text`` mode when they have
+    no NUL byte, ``binary`` mode otherwise. Binary relocation needs an install prefix no longer
+    than the placeholder, so build under a long padded prefix (see the module docstring).
+
+    Symlinks ship as symlinks. Absolute targets inside ``staged`` or ``placeholder`` are made
+    relative so they survive relocation; a symlink that leaves the tree or dangles is an error,
+    except the paths listed in ``external_symlinks``, whose targets ship verbatim (for links that
+    must point at the host, such as a venv's ``bin/python``). Empty directories are dropped.
+
+    The archive is written under a temporary name and renamed, so ``out_dir`` never holds a
+    half-written package. Returns the package path.
+    """
+    staged = Path(staged)
+    out_dir = Path(out_dir)
+    if not staged.is_dir():
+        raise PmpmError(f"staged tree {staged} is not a directory", where=f"package {meta.name}")
+    if placeholder is not None:
+        _check_placeholder(placeholder, meta)
+    entries = _collect(staged, meta, placeholder, frozenset(external_symlinks))
+    paths, has_prefix = _describe(staged, entries, placeholder)
+    info = _info_files(meta, placeholder, entries, paths, has_prefix, _timestamp(meta, staged, entries))
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{meta.filename}.", dir=out_dir))
+    try:
+        root = work / "root"
+        (root / "info").mkdir(parents=True)
+        for name, text in info.items():
+            (root / "info" / name).write_text(text, encoding="utf-8")
+        _mirror(staged, entries, root)
+        # The inner archives are named after the file (pkg-<n-v-b>.tar.zst) and readers look
+        # them up by the outer file name, so create under the final name in the scratch dir.
+        built = work / meta.filename
+        _create_archive(
+            root, [f"info/{name}" for name in info] + [e.path for e in entries], built, compression_level
+        )
+        final = out_dir / meta.filename
+        os.replace(built, final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
+def _check_placeholder(placeholder: str, meta: PackageMeta) -> None:
+    if not placeholder.startswith("/") or any(c.isspace() for c in placeholder):
+        raise PmpmError(
+            f"prefix placeholder {placeholder!r} must be an absolute path without whitespace",
+            where=f"package {meta.name}",
+            hint="info/has_prefix separates fields with spaces",
+        )
+
+
+def _collect(
+    staged: Path, meta: PackageMeta, placeholder: str | None, external: frozenset[str]
+) -> list[_Entry]:
+    """Walk ``staged`` without following symlinks (a link to a directory is one entry)."""
+    where = f"package {meta.name}"
+    bases = [str(staged.absolute()), os.path.realpath(staged)]
+    if placeholder:
+        bases.append(placeholder.rstrip("/"))
+    entries: list[_Entry] = []
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        with os.scandir(staged / rel_dir) as it:
+            for de in it:
+                rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
+                if not rel_dir and de.name in _RESERVED_TOP:
+                    raise PmpmError(
+                        f"staged tree contains {rel}/, which conda reserves for package metadata",
+                        where=where,
+                    )
+                if "\n" in rel or "\r" in rel:
+                    raise PmpmError(f"file name with a newline: {rel!r}", where=where)
+                if de.is_symlink():
+                    entries.append(_Entry(rel, True, _link_target(staged, rel, bases, external, where)))
+                elif de.is_dir(follow_symlinks=False):
+                    stack.append(rel)
+                elif de.is_file(follow_symlinks=False):
+                    entries.append(_Entry(rel, False))
+                else:
+                    raise PmpmError(f"{rel} is not a regular file, directory or symlink", where=where)
+    entries.sort(key=lambda e: e.path)
+    return entries
+
+
+class _Escapes(Exception):
+    """A symlink chain left the staged tree."""
+
+
+def _inside(target: str, bases: list[str]) -> str | None:
+    """``target`` relative to the staged root if it is under one of its names, else None."""
+    for base in bases:
+        if target == base or target.startswith(base + "/"):
+            return os.path.relpath(target, base)
+    return None
+
+
+def _link_target(staged: Path, rel: str, bases: list[str], external: frozenset[str], where: str) -> str:
+    """The target ``rel`` ships with, after checking it resolves to something the package ships."""
+    target = os.readlink(staged / rel)
+    if rel in external:
+        return target
+    link_dir = os.path.dirname(rel)
+    if os.path.isabs(target):
+        inside = _inside(target, bases)
+        if inside is None:
+            raise PmpmError(
+                f"symlink {rel} -> {target} points outside the package",
+                where=where,
+                hint="link to a file the package ships (relative), or pass the link as external",
+            )
+        target = os.path.relpath(inside, link_dir or ".")
+    try:
+        resolved = _resolve(staged, f"{link_dir}/{target}", bases, external)
+    except _Escapes:
+        raise PmpmError(
+            f"symlink {rel} -> {target} escapes the staged tree",
+            where=where,
+            hint="a package may only link to files it ships itself",
+        ) from None
+    if resolved is None:
+        raise PmpmError(f"symlink {rel} -> {target} is a loop", where=where)
+    if not os.path.lexists(staged / resolved):
+        raise PmpmError(f"symlink {rel} -> {target} is dangling", where=where)
+    return target
+
+
+def _resolve(staged: Path, path: str, bases: list[str], external: frozenset[str]) -> str | None:
+    """Resolve ``path`` (relative to the root) component by component, the way the kernel will
+    in the installed prefix, without ever leaving the tree: ``os.path.realpath`` would follow
+    an allowed external link to the host, and a lexical ``normpath`` gets ``link/..`` wrong.
+    Returns the resolved relative path, or None for a loop.
+    """
+    parts: list[str] = []
+    pending = list(reversed(path.split("/")))
+    hops = 0
+    while pending:
+        comp = pending.pop()
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            if not parts:
+                raise _Escapes
+            parts.pop()
+            continue
+        parts.append(comp)
+        here = "/".join(parts)
+        if not os.path.islink(staged / here):
+            continue
+        if here in external:
+            if any(c not in ("", ".") for c in pending):
+                raise _Escapes  # a path through a host link ends up on the host
+            return here
+        hops += 1
+        if hops > 40:
+            return None
+        target = os.readlink(staged / here)
+        parts.pop()
+        if os.path.isabs(target):
+            inside = _inside(target, bases)
+            if inside is None:
+                raise _Escapes
+            parts = []
+            target = inside
+        pending.extend(reversed(target.split("/")))
+    return "/".join(parts)
+
+
+def _describe(
+    staged: Path, entries: list[_Entry], placeholder: str | None
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """Build ``paths.json`` entries and the ``(mode, path)`` list of files needing relocation."""
+    needle = placeholder.encode() if placeholder else None
+    paths: list[dict[str, Any]] = []
+    has_prefix: list[tuple[str, str]] = []
+    for entry in entries:
+        src = staged / entry.path
+        if entry.is_link:
+            record: dict[str, Any] = {"_path": entry.path, "path_type": "softlink"}
+            # conda-build records what the link points to; a link to a directory has no digest.
+            pointee = os.path.join(os.path.dirname(src), entry.target or "")
+            if os.path.isfile(pointee):
+                digest, size, _, _ = _scan(Path(pointee), None)
+                record.update(sha256=digest, size_in_bytes=size)
+        else:
+            digest, size, found, has_nul = _scan(src, needle)
+            record = {"_path": entry.path, "path_type": "hardlink", "sha256": digest, "size_in_bytes": size}
+            if found:
+                mode = "binary" if has_nul else "text"
+                record.update(prefix_placeholder=placeholder, file_mode=mode)
+                has_prefix.append((mode, entry.path))
+        paths.append(record)
+    return paths, has_prefix
+
+
+def _scan(path: Path, needle: bytes | None) -> tuple[str, int, bool, bool]:
+    """sha256, size, whether ``needle`` occurs, whether a NUL byte occurs; one streaming read."""
+    sha = hashlib.sha256()
+    size = 0
+    found = False
+    has_nul = False
+    keep = len(needle) - 1 if needle else 0
+    tail = b""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            sha.update(chunk)
+            size += len(chunk)
+            has_nul = has_nul or b"\0" in chunk
+            if needle and not found:
+                window = tail + chunk
+                found = needle in window
+                tail = window[len(window) - keep :] if keep else b""
+    return sha.hexdigest(), size, found, has_nul
+
+
+def _timestamp(meta: PackageMeta, staged: Path, entries: list[_Entry]) -> int:
+    if meta.timestamp is not None:
+        return meta.timestamp
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch:
+        try:
+            return int(epoch) * 1000
+        except ValueError:
+            raise PmpmError(f"SOURCE_DATE_EPOCH={epoch!r} is not an integer") from None
+    newest = max((os.lstat(staged / e.path).st_mtime for e in entries), default=staged.stat().st_mtime)
+    return int(newest * 1000)
+
+
+def _arch_platform(subdir: str) -> tuple[str | None, str | None]:
+    if subdir == "noarch":
+        return None, None
+    plat, _, arch = subdir.partition("-")
+    return {"64": "x86_64", "32": "x86"}.get(arch, arch), plat
+
+
+def _dump(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def _info_files(
+    meta: PackageMeta,
+    placeholder: str | None,
+    entries: list[_Entry],
+    paths: list[dict[str, Any]],
+    has_prefix: list[tuple[str, str]],
+    timestamp: int,
+) -> dict[str, str]:
+    arch, plat = _arch_platform(meta.subdir)
+    index: dict[str, Any] = {
+        "name": meta.name,
+        "version": meta.version,
+        "build": meta.build,
+        "build_number": meta.build_number,
+        "depends": sorted(meta.depends),
+        "constrains": sorted(meta.constrains),
+        "subdir": meta.subdir,
+        "arch": arch,
+        "platform": plat,
+        "timestamp": timestamp,
+    }
+    if meta.noarch:
+        index["noarch"] = meta.noarch
+    if meta.license:
+        index["license"] = meta.license
+    about: dict[str, Any] = {"extra": meta.extra}
+    if meta.license:
+        about["license"] = meta.license
+    if meta.summary:
+        about["summary"] = meta.summary
+    info = {
+        "index.json": _dump(index),
+        "paths.json": _dump({"paths": paths, "paths_version": 1}),
+        "files": "".join(f"{e.path}\n" for e in entries),
+        "about.json": _dump(about),
+    }
+    if has_prefix:
+        # Legacy (pre-paths.json) readers; written only when something needs relocating, as
+        # conda-build does. Paths with spaces are quoted the way conda parses them.
+        info["has_prefix"] = "".join(f"{placeholder} {mode} {_quote(path)}\n" for mode, path in has_prefix)
+    return info
+
+
+def _quote(path: str) -> str:
+    return f'"{path}"' if " " in path else path
+
+
+def _mirror(staged: Path, entries: list[_Entry], root: Path) -> None:
+    """Reproduce the payload under ``root`` next to ``info/``, as the archiver wants one tree.
+
+    Files are hard-linked when possible (no copy of a large build); a second name for an inode
+    already linked is copied instead, so the archive holds plain files and no tar hard-link
+    members, which not every reader handles.
+    """
+    seen: set[tuple[int, int]] = set()
+    for entry in entries:
+        dst = root / entry.path
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if entry.is_link:
+            os.symlink(entry.target or "", dst)
+            continue
+        src = staged / entry.path
+        st = os.lstat(src)
+        key = (st.st_dev, st.st_ino)
+        if key not in seen:
+            seen.add(key)
+            with contextlib.suppress(OSError):
+                os.link(src, dst)
+                continue
+        shutil.copy2(src, dst)
+
+
+#: conda-package-handling changes the process's working folder while it writes an archive, so
+#: packages built side by side (pmpm.build.compile_stage) are packed one at a time
+_ARCHIVING = threading.Lock()
+
+
+def _create_archive(root: Path, files: list[str], out: Path, level: int) -> None:
+    from conda_package_handling import api
+
+    with _ARCHIVING:
+        api.create(str(root), files, out.name, out_folder=str(out.parent), compression_level=level)

@@ -1,0 +1,319 @@
+"""Recipes: what to build and how, as data; rendered against the host for one build.
+
+A recipe is a YAML file ``<folder>/<name>.yaml``; folders listed in the env file's
+``_pmpm.recipes`` come first, then recipes from plugins (entry-point group ``pmpm.recipes``:
+a callable taking the template context and returning the same mapping a YAML file holds, for
+recipes that need logic), then the built-ins shipped in ``pmpm/recipes/``. Every string is a jinja2
+template over the host profile and the options, rendered strictly: an unknown variable is an
+error naming the recipe, never an empty string on a compiler command line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path, PurePath
+from typing import Any
+
+from pmpm.errors import PmpmError, located
+
+#: keys of a ``_pmpm.packages`` entry that choose the source: each replaces the recipe's
+SOURCE_KEYS = ("path", "git", "url", "pypi", "ref", "sha256")
+#: option keys of a ``_pmpm.packages`` entry that are not recipe options
+PACKAGE_KEYS = {"version", "target", *SOURCE_KEYS}
+#: what may go with each kind of source an env file gives
+_WITH = {"path": set(), "git": {"ref"}, "url": {"sha256"}, "pypi": {"sha256"}}
+#: the recipe's own source kinds a lone `ref:` or `sha256:` applies to
+_FITS = {"ref": ("git",), "sha256": ("url", "pypi")}
+RECIPE_KEYS = {"name", "version", "versions", "source", "requires", "build", "test", "options", "about"}
+BUILD_KEYS = {"system", "args", "env", "script"}
+
+
+def builtin_dir() -> Path:
+    """``pmpm/recipes/``: inside the package, so a wheel (not only a source tree) ships them."""
+    return Path(__file__).resolve().parents[1] / "recipes"
+
+
+@dataclass(frozen=True)
+class RecipeSource:
+    """Where a recipe was found: its file (YAML) or its plugin (entry point), for messages."""
+
+    name: str
+    origin: str  # file path or "plugin <module:attr>"
+    text: str | None = None  # YAML text, None for plugins
+    plugin: Any = None
+
+
+@dataclass
+class Recipe:
+    """A recipe rendered for one build: every string final, options resolved."""
+
+    name: str
+    version: str
+    origin: str
+    source: dict[str, Any]
+    requires_conda: list[str]
+    requires_recipes: list[str]
+    system: str | None
+    args: list[str]
+    env: dict[str, str]
+    script: str | None
+    test_commands: list[str]
+    options: dict[str, Any]
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)  # the data before rendering
+
+    def canonical(self) -> str:
+        """The rendered recipe as canonical JSON: what the build key hashes."""
+        data = {
+            "name": self.name,
+            "version": self.version,
+            "source": self.source,
+            "requires": {"conda": self.requires_conda, "recipes": self.requires_recipes},
+            "build": {"system": self.system, "args": self.args, "env": self.env, "script": self.script},
+            "test": self.test_commands,
+            "options": self.options,
+        }
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+class RecipeBook:
+    """All recipes visible to one env file, by name, in lookup order."""
+
+    def __init__(self, folders: list[Path] | tuple[Path, ...] = ()) -> None:
+        self.folders = [*folders]
+        self._found: dict[str, RecipeSource] | None = None
+
+    def sources(self) -> dict[str, RecipeSource]:
+        if self._found is None:
+            found: dict[str, RecipeSource] = {}
+            for folder in [*self.folders]:
+                found.update({k: v for k, v in _scan(folder).items() if k not in found})
+            for name, source in _plugins().items():
+                found.setdefault(name, source)
+            for name, source in _scan(builtin_dir()).items():
+                found.setdefault(name, source)
+            self._found = found
+        return self._found
+
+    def find(self, name: str, *, where: str | None = None) -> RecipeSource:
+        sources = self.sources()
+        if name in sources:
+            return sources[name]
+        close = difflib.get_close_matches(name, list(sources), n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        folders = ", ".join(str(f) for f in [*self.folders, builtin_dir()])
+        raise PmpmError(
+            f"no recipe named {name!r}",
+            where=where,
+            hint=hint + f"recipes are looked up in {folders} and plugins; see `pmpm recipes list`",
+        )
+
+
+def _scan(folder: Path) -> dict[str, RecipeSource]:
+    if not folder.is_dir():
+        return {}
+    return {
+        path.stem: RecipeSource(path.stem, str(path), path.read_text(encoding="utf-8"))
+        for path in sorted(folder.glob("*.yaml"))
+    }
+
+
+@cache
+def _plugins() -> dict[str, RecipeSource]:
+    from importlib.metadata import entry_points
+
+    return {
+        ep.name: RecipeSource(ep.name, f"plugin {ep.value}", plugin=ep)
+        for ep in entry_points(group="pmpm.recipes")
+    }
+
+
+def load_data(source: RecipeSource, context: dict[str, Any]) -> dict[str, Any]:
+    """The recipe's mapping before rendering (a plugin computes it from the context)."""
+    if source.plugin is not None:
+        try:
+            data = source.plugin.load()(context)
+        except PmpmError:
+            raise
+        except Exception as exc:
+            raise PmpmError(f"recipe plugin failed: {exc!r}", where=source.origin) from None
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(source.text or "")
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise PmpmError(
+                f"invalid YAML: {getattr(exc, 'problem', exc)}",
+                where=located(source.origin, mark.line + 1 if mark else None),
+            ) from None
+    if not isinstance(data, dict):
+        raise PmpmError("a recipe must be a mapping", where=source.origin)
+    _check_keys(data, RECIPE_KEYS, source.origin, "recipe")
+    if data.get("name", source.name) != source.name:
+        raise PmpmError(
+            f"recipe file is named {source.name!r} but says name: {data['name']!r}",
+            where=source.origin,
+            hint="name the file after the recipe",
+        )
+    for key in ("version", "source", "build"):
+        if key not in data:
+            raise PmpmError(f"recipe is missing `{key}`", where=source.origin)
+    _check_keys(data["build"], BUILD_KEYS, source.origin, "build")
+    return data
+
+
+def _check_keys(data: Any, allowed: set[str], origin: str, what: str) -> None:
+    if not isinstance(data, dict):
+        raise PmpmError(f"`{what}` must be a mapping", where=origin)
+    for key in data:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            raise PmpmError(
+                f"unknown {what} key `{key}`",
+                where=origin,
+                hint=(f"did you mean `{close[0]}`? " if close else "")
+                + "valid keys: "
+                + ", ".join(sorted(allowed)),
+            )
+
+
+def resolve_options(
+    data: dict[str, Any], requested: dict[str, Any], *, origin: str, where: str | None
+) -> dict:
+    """The recipe's option defaults overridden by the env file's; unknown options are errors."""
+    defaults = dict(data.get("options") or {})
+    chosen = dict(defaults)
+    for key, value in requested.items():
+        if key in PACKAGE_KEYS:
+            continue
+        if key not in defaults:
+            known = ", ".join(sorted(defaults)) or "none"
+            raise PmpmError(
+                f"recipe {data.get('name', '?')!r} ({origin}) has no option `{key}`",
+                where=where,
+                hint=f"its options are: {known}",
+            )
+        chosen[key] = value
+    return chosen
+
+
+def apply_request(data: dict[str, Any], request: dict[str, Any], *, where: str | None) -> dict[str, Any]:
+    """The recipe's data with the env file's ``version`` and source keys applied.
+
+    Every key either reaches the source that is built or is refused naming the env file's line:
+    a ``ref:`` alone retargets the recipe's git source (refused for a tarball), a ``sha256:``
+    alone pins its tarball, ``path``/``git``/``url``/``pypi`` replace the source, and a
+    ``version:`` the recipe does not list needs a source that pins it.
+    """
+    name = data.get("name", "?")
+    data = dict(data)
+    given = data.get("source")
+    source: dict[str, Any] = given if isinstance(given, dict) else {}
+    own = next((k for k in _WITH if k in source), "none")
+    asked = {k: request[k] for k in SOURCE_KEYS if k in request}
+    for key, value in asked.items():
+        if not isinstance(value, str | PurePath) or not str(value):
+            raise PmpmError(f"package {name!r}: `{key}` must be text, not {value!r}", where=where)
+    wanted = request.get("version")
+    if wanted is not None and str(wanted) != str(data["version"]):
+        versions = {str(k): v for k, v in (data.get("versions") or {}).items()}
+        if str(wanted) not in versions and not asked:
+            known = ", ".join([str(data["version"]), *versions])
+            raise PmpmError(
+                f"recipe {name!r} knows versions {known}, not {wanted}, and nothing pins that version",
+                where=where,
+                hint="choose a known version, or give its source: `sha256:` of the recipe's tarball "
+                "for that version, `url` + `sha256`, `git` + `ref`, `ref`, or `path`",
+            )
+        data["version"] = str(wanted)
+        if str(wanted) in versions and own in _FITS["sha256"]:
+            source = {**source, "sha256": versions[str(wanted)]}
+    kinds = [k for k in _WITH if k in asked]
+    if len(kinds) > 1:
+        raise PmpmError(
+            f"package {name!r} gives both `{kinds[0]}` and `{kinds[1]}`", where=where, hint="keep one source"
+        )
+    if kinds:
+        kind = kinds[0]
+        extra = sorted(set(asked) - {kind} - _WITH[kind])
+        if extra:
+            raise PmpmError(
+                f"package {name!r}: `{extra[0]}` does not apply to a `{kind}` source",
+                where=where,
+                hint=f"a `{kind}` source takes "
+                + (", ".join(f"`{k}`" for k in sorted(_WITH[kind])) or "nothing else"),
+            )
+        new = {k: str(v) for k, v in asked.items()}
+        if kind == "git" and "ref" not in new:
+            if own != "git" or "ref" not in source:
+                raise PmpmError(
+                    f"package {name!r}: a `git` source needs `ref` (a branch, tag or commit)", where=where
+                )
+            new["ref"] = source["ref"]
+        if kind == "url" and "sha256" not in new:
+            raise PmpmError(
+                f"package {name!r}: a `url` source needs `sha256`",
+                where=where,
+                hint="the sha256 of the file makes a changed upstream file an error, not another build",
+            )
+        source = new
+    else:
+        for key, value in asked.items():  # a lone `ref:` or `sha256:` retargets the recipe's source
+            if own not in _FITS[key]:
+                raise PmpmError(
+                    f"package {name!r}: `{key}: {value}` applies to a {' or '.join(_FITS[key])} source, "
+                    f"but recipe {name!r} builds from a {own} source",
+                    where=where,
+                    hint="remove it, or give the whole source (`git` + `ref`, `url` + `sha256`, `path`)",
+                )
+            source = {**source, key: str(value)}
+    if isinstance(data.get("source"), dict) or kinds:
+        data["source"] = source
+    return data
+
+
+def render(data: dict[str, Any], context: dict[str, Any], *, origin: str) -> Recipe:
+    """Render every string of the recipe; list items that render empty are dropped."""
+    import jinja2
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+    def one(value: Any, path: str) -> Any:
+        if isinstance(value, str):
+            if "{" not in value:  # no template markup: compiling it would cost more than the rest
+                return value
+            try:
+                return env.from_string(value).render(context)
+            except jinja2.TemplateError as exc:
+                raise PmpmError(f"template error in `{path}`: {exc}", where=origin) from None
+        if isinstance(value, list):
+            rendered = [one(v, f"{path}[{i}]") for i, v in enumerate(value)]
+            return [v for v in rendered if not (isinstance(v, str) and not v.strip())]
+        if isinstance(value, dict):
+            return {k: one(v, f"{path}.{k}") for k, v in value.items()}
+        return value
+
+    version = str(data["version"])
+    context = {**context, "name": data.get("name"), "version": version}
+    build = data["build"] or {}
+    requires = data.get("requires") or {}
+    test = data.get("test") or {}
+    return Recipe(
+        name=str(data.get("name")),
+        version=version,
+        origin=origin,
+        source=one(data["source"], "source"),
+        requires_conda=[str(s) for s in one(requires.get("conda") or [], "requires.conda")],
+        requires_recipes=[str(s) for s in one(requires.get("recipes") or [], "requires.recipes")],
+        system=one(build.get("system"), "build.system"),
+        args=[str(a).strip() for a in one(build.get("args") or [], "build.args")],
+        env={k: str(v) for k, v in one(build.get("env") or {}, "build.env").items()},
+        script=one(build.get("script"), "build.script"),
+        test_commands=[str(c) for c in one(test.get("commands") or [], "test.commands")],
+        options=context.get("options", {}),
+        raw=data,
+    )

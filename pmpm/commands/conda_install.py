@@ -1,0 +1,96 @@
+"""``pmpm conda_install``: make PREFIX the conda environment an env file describes.
+
+A front door of the pipeline (:mod:`pmpm.pipeline`). It does the one thing that must be cheap,
+the no-op check (the env file's hash and a few stats: no YAML parse, no py-rattler import),
+and otherwise hands a :class:`pmpm.pipeline.Request` to the pipeline, imported only then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pmpm.env import state
+from pmpm.errors import PmpmError
+
+if TYPE_CHECKING:
+    from pmpm.env.layout import Layout
+    from pmpm.spec.envfile import EnvSpec
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Options:
+    prefix: Path
+    file: Path
+    dry_run: bool = False
+    offline: bool = False
+    update: bool = False
+    backend: str | None = None  # None: the env file's `_pmpm.backend`, else rattler
+    channel_alias: str | None = None
+    jobs: int = 0  # 0: all cores
+    keep_build: bool = False
+    fresh: bool = False  # rebuild every compiled package from a clean build folder
+    rebuild: tuple[str, ...] = ()  # compiled packages to build again even when up to date
+
+    @property
+    def forced(self) -> bool:
+        """Work asked for even when the prefix is up to date."""
+        return self.update or self.fresh or bool(self.rebuild)
+
+    def fingerprint(self) -> dict[str, str]:
+        """The options that change what PREFIX ends up holding."""
+        from pmpm.conda.channels import channel_alias
+
+        return {"backend": self.backend or "", "channel_alias": channel_alias(self.channel_alias)}
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)  # flushed: a second run waiting on the lock must say so at once
+
+
+def run(opts: Options, say: Say = _print) -> int:
+    from pmpm.env.layout import conda_layout
+
+    return install(conda_layout(opts.prefix), opts, say)
+
+
+def install(
+    layout: Layout,
+    opts: Options,
+    say: Say = _print,
+    *,
+    choose_layout: Callable[[EnvSpec], Layout] | None = None,
+) -> int:
+    """Make ``layout``'s stacks what the env file asks for (both commands end up here).
+
+    ``choose_layout(spec)`` lets system_install decide the stacks from the env file's ``_pmpm``
+    keys once it is parsed; the no-op check runs before that, on the layout as last written.
+    """
+    try:
+        env_bytes = opts.file.read_bytes()
+    except OSError as exc:
+        raise PmpmError(
+            f"cannot read the env file: {exc.strerror}",
+            where=str(opts.file),
+            hint="check the path given with --file",
+        ) from None
+    want = state.expected(env_bytes, {**opts.fingerprint(), **layout_fingerprint(layout)})
+    # pmpm's state and the no-op check live with the compiled stack
+    if not (opts.dry_run or opts.forced) and state.up_to_date(layout.compile, want, layout.prefixes):
+        say(f"{layout.root} is up to date with {opts.file}")
+        return 0
+
+    from pmpm import pipeline
+
+    return pipeline.run(pipeline.Request(layout, opts, want, choose_layout), say)
+
+
+def layout_fingerprint(layout: Layout) -> dict[str, str]:
+    """The stacks' places, for the no-op state (a conda_install has one prefix: nothing)."""
+    if layout.kind == "conda":
+        return {}
+    return {"layout": layout.kind, "conda_prefix": str(layout.conda), "compile_prefix": str(layout.compile)}
