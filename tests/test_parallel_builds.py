@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pmpm.build.compile_stage import _width
+from pmpm.build.schedule import _width
 from tests.clihelp import installed, pmpm, tree_digest
 
 #: Each package announces it has started, then waits for the other one: built one after the

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pmpm import paths
-from pmpm.build.binary_cache import BinaryCache, build_channel, index
+from pmpm.build.binary_cache import BinaryCache
+from pmpm.build.environment import ToolContext, build_env, mpi_values, python_values
 from pmpm.build.inputs import BuildInputs, distribution_files, distribution_of
 from pmpm.build.plan import Step, digest, order, recipe_for, stored_inputs
 from pmpm.build.recipe import RecipeBook
@@ -29,8 +28,6 @@ from pmpm.builders import Flags
 from pmpm.conda import engine as conda
 from pmpm.env.state import tree_stamp
 from pmpm.errors import PmpmError, located
-from pmpm.fsutil import atomic_write_text, mirror_tree
-from pmpm.record.api import build_details  # the record's view of a build, kept beside its key
 
 if TYPE_CHECKING:
     from pmpm.host.mpi.choice import MpiChoice
@@ -42,80 +39,6 @@ _untracked = paths.untracked
 
 #: length of the padded build prefix: installs relocate into any PREFIX up to this long
 BUILD_PREFIX_LENGTH = 240
-
-
-class ToolContext:
-    """A template object (``{{ mpi.cc }}``, ``{{ python.site_packages }}``) that notes its use.
-
-    Only a recipe that reads it depends on it: its identity then joins the build key.
-    """
-
-    def __init__(self, what: str, values: Callable[[], dict[str, str]], missing_hint: str) -> None:
-        self._what = what
-        self._values = values
-        self._hint = missing_hint
-        self.used = False
-
-    @cached_property
-    def _resolved(self) -> dict[str, str]:
-        return self._values()
-
-    def __getattr__(self, item: str) -> str:
-        if item.startswith("_"):
-            raise AttributeError(item)
-        self.used = True
-        values = self._resolved
-        if not values:
-            raise PmpmError(
-                f"a recipe uses {{{{ {self._what}.{item} }}}} but there is no {self._what}", hint=self._hint
-            )
-        if item not in values:
-            raise AttributeError(item)
-        return values[item]
-
-    def identity(self) -> str | None:
-        return self._resolved.get("identity") if self.used else None
-
-    def forget(self) -> None:
-        self.__dict__.pop("_resolved", None)
-
-    def provider(self) -> str | None:
-        """Where it comes from (``conda``/``external``), without counting as a use."""
-        return self._resolved.get("provider")
-
-
-def _mpi_values(choice: MpiChoice, say: Say) -> dict[str, str]:
-    """The chosen MPI as recipes see it; the choice and its reason are said once, when used."""
-    say(f"MPI: {choice.reason}")
-    mpi = choice.mpi
-    if mpi is None:
-        return {}
-    return {**{k: str(v) for k, v in mpi.as_template().items()}, "identity": mpi.identity()}
-
-
-#: where pip puts a package for ``--prefix P`` (the same scheme for conda's and the host's python)
-_SITE = (
-    "import sys, sysconfig; p = sys.argv[1]; "
-    "print(sysconfig.get_path('purelib', 'posix_prefix', {'base': p, 'platbase': p})); "
-    "print(sys.version.split()[0])"
-)
-
-
-def _python_values(python: Path | None, prefix: Path) -> dict[str, str]:
-    if python is None:
-        return {}
-    out = subprocess.run(
-        [python, "-c", _SITE, str(prefix)], capture_output=True, text=True, check=False
-    ).stdout.split()
-    if len(out) != 2:
-        return {}
-    return {
-        "executable": str(python),
-        "site_packages": out[0],
-        "version": out[1],
-        "identity": f"{os.path.realpath(python)} {out[1]}",
-    }
-
 
 host_path = paths.host_search_path  # PATH without the environment's own folders
 
@@ -151,7 +74,7 @@ class Compiler:
         self.sources = SourceCache(paths.sources_dir())
         self.mpi = ToolContext(
             "mpi",
-            lambda: _mpi_values(self.choose_mpi(), self.say),
+            lambda: mpi_values(self.choose_mpi(), self.say),
             "install an MPI (conda's mpich/openmpi, or the system's) or set `_pmpm: {mpi: ...}`",
         )
         self._pythons: dict[Path, ToolContext] = {}
@@ -159,7 +82,7 @@ class Compiler:
         self.cache = BinaryCache(self.spec.pmpm.cache, self.spec.path.parent, self.say)
         self._hosts: dict[str, Any] = {}
         self.planned: list[Step] = []
-        self._prefix_lock = threading.Lock()
+        self.prefix_lock = threading.Lock()
         self.tree_stamps: dict[str, str] = {}  # local source folders, for the next no-op check
 
     @cached_property
@@ -203,13 +126,13 @@ class Compiler:
             )
         return self._hosts[target]
 
-    def _stacks(self, where: Path | None) -> list[Path]:
+    def stacks(self, where: Path | None) -> list[Path]:
         """The prefixes a build sees: its build prefix (conda_install), or both stacks."""
         return [where] if where is not None else self._prefixes
 
     def flags(self, host, where: Path | None = None) -> Flags:
         base = host.flags()
-        stacks = self._stacks(where)
+        stacks = self.stacks(where)
         return Flags(
             cflags=base.cflags,
             cxxflags=base.cxxflags,
@@ -235,66 +158,12 @@ class Compiler:
         if where not in self._pythons:
             self._pythons[where] = ToolContext(
                 "python",
-                lambda: _python_values(self.python_exe(), where),
+                lambda: python_values(self.python_exe(), where),
                 "add python to the env file's dependencies"
                 if self.base is not None
                 else "put the site's python3 on PATH (e.g. `module load python`)",
             )
         return self._pythons[where]
-
-    def build_env(
-        self,
-        host,
-        flags: Flags,
-        recipe_env: dict[str, str],
-        *,
-        jobs: int | None = None,
-        where: Path | None = None,
-        python: Path | None = None,
-    ) -> dict[str, str]:
-        env = dict(os.environ)
-        # the prefix's tools first (in system_install mode: the compiled stack's, then the host's,
-        # then the conda stack's); build tools installed beside pmpm (meson, ninja, cmake from
-        # PyPI) last, so a pipx-installed pmpm can build meson projects. `python` is always the
-        # interpreter packages are built for (a folder with that one link comes first).
-        python = python or self.python_exe()
-        shims = [str(self._python_shim(python))] if python is not None else []
-        stacks = [str(p / "bin") for p in self._stacks(where)]
-        if self.system:
-            path = [*shims, stacks[0], self.host_path(), *stacks[1:], str(Path(sys.executable).parent)]
-        else:
-            path = [*shims, *stacks, env.get("PATH", ""), str(Path(sys.executable).parent)]
-        env["PATH"] = os.pathsep.join(p for p in path if p)
-        for var, lang in (("CC", "cc"), ("CXX", "cxx"), ("FC", "fc"), ("F77", "fc")):
-            if lang in host.compilers:
-                env[var] = host.compilers[lang].path
-        env.update(
-            CFLAGS=flags.cflags,
-            CXXFLAGS=flags.cxxflags,
-            FFLAGS=flags.fflags,
-            FCFLAGS=flags.fflags,
-            CPPFLAGS=flags.cppflags,
-            LDFLAGS=flags.ldflags,
-            PKG_CONFIG_PATH=os.pathsep.join(
-                str(p / sub / "pkgconfig") for p in self._stacks(where) for sub in ("lib", "share")
-            ),
-            CMAKE_PREFIX_PATH=os.pathsep.join(str(p) for p in self._stacks(where)),
-            CPU_COUNT=str(jobs or self.jobs),
-        )
-        env.update(recipe_env)
-        return env
-
-    def _python_shim(self, python: Path) -> Path:
-        shim = paths.python_shims_dir() / digest({"python": str(python)})[:12]
-        link = shim / "python"
-        if not link.is_symlink() or os.readlink(link) != str(python):
-            shim.mkdir(parents=True, exist_ok=True)
-            # made aside and renamed over: builds running side by side may get here together
-            temp = shim / f".python-{os.getpid()}-{threading.get_ident()}"
-            temp.unlink(missing_ok=True)
-            temp.symlink_to(python)
-            os.replace(temp, link)
-        return shim
 
     # ---------------------------------------------------------------- planning
 
@@ -414,7 +283,7 @@ class Compiler:
                 else:
                     conda_deps[dep] = "from the host" if self.base is None else "not installed yet"
             raw = BuildInputs(
-                recipe=digest({"recipe": self._neutral(recipe.canonical(), place)}),
+                recipe=digest({"recipe": self.neutral(recipe.canonical(), place)}),
                 recipe_plugin=self._recipe_plugin(name),
                 builder=self._builder_identity(recipe, source, host, flags, place),
                 source=fetched.identity,
@@ -431,7 +300,7 @@ class Compiler:
                 recipes={dep: steps[dep].key for dep in recipe.requires_recipes},
                 conda=conda_deps,
             )
-            inputs = BuildInputs(**self._neutral(raw.as_dict(), place))
+            inputs = BuildInputs(**self.neutral(raw.as_dict(), place))
             step = Step(
                 name,
                 recipe,
@@ -485,18 +354,18 @@ class Compiler:
             prefix=place or self.prefix,
             jobs=1,  # the share of --jobs a build gets is not an input: it changes no bits
             flags=flags,
-            env=self.build_env(host, flags, recipe.env, jobs=1, where=place),
+            env=build_env(self, host, flags, recipe.env, jobs=1, where=place),
             args=tuple(recipe.args),
             script=recipe.script,
         )
         tree = source.path if source.kind == "path" else None
-        return builder_identity(recipe, tree, ctx, lambda value: self._neutral(value, place))
+        return builder_identity(recipe, tree, ctx, lambda value: self.neutral(value, place))
 
     def _python_exe(self) -> str | None:
         python = self.python_exe()
         return str(python) if python is not None else None
 
-    def _neutral(self, value: Any, place: Path | None) -> Any:
+    def neutral(self, value: Any, place: Path | None) -> Any:
         """``value`` with the build prefix and PREFIX written as a placeholder: a relocatable
         package's key is the same for every prefix and every machine's cache folder."""
         if place is None:
@@ -508,215 +377,6 @@ class Compiler:
             text = text.replace(json.dumps(str(path))[1:-1], "${prefix}")
         return json.loads(text)
 
-    # ---------------------------------------------------------------- building
-
-    def run(self, steps: list[Step]) -> None:
-        for step in steps:
-            self.say(f"  {step.explain()}")
-        cached = [step for step in steps if step.cached is not None]
-        if cached:
-            # one transaction for all of them: their keys already name the builds they require
-            self._take_from_cache(cached)
-        built = [step for step in steps if step.decision != "up to date" and step.cached is None]
-        if built:
-            from pmpm.env.diskspace import needs_space
-
-            # a local tree's build folder is kept for the next build, but not half written
-            dev = [self.dev_dir(s.name) for s in built if s.source.kind == "path"]
-            with needs_space("building compiled packages", paths.build_dir(), cleanup=dev):
-                self._schedule(built)
-                index(build_channel())
-        self.cache.finish()
-
-    def _schedule(self, built: list[Step]) -> None:
-        """Build each package as soon as the packages it requires are installed, several at a
-        time within one budget of ``jobs``: ``W`` packages at once (the most that can be ready
-        together, at most ``jobs``), each given ``jobs // W`` for its own make/ninja.
-
-        After a failure nothing new starts; builds already running finish (their logs stay
-        complete), then the first failure is raised and the caller's journal puts PREFIX back.
-        """
-        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
-        from pmpm.progress import BuildProgress
-
-        names = {s.name for s in built}
-        needs = {s.name: set(s.recipe.requires_recipes) & names for s in built}  # the rest are in
-        workers = max(1, min(self.jobs, _width(needs)))
-        share = max(1, self.jobs // workers)
-        if workers > 1:
-            self.say(f"building {len(built)} packages, up to {workers} at a time ({share} jobs each)")
-        waiting = {s.name: s for s in built}
-        running: dict[Any, Step] = {}
-        done: set[str] = set()
-        failure: BaseException | None = None
-        with BuildProgress(len(built), self.say) as progress, ThreadPoolExecutor(workers) as pool:
-            while waiting or running:
-                ready = [n for n in waiting if needs[n] <= done] if failure is None else []
-                for name in ready[: workers - len(running)]:
-                    step = waiting.pop(name)
-                    running[pool.submit(self._build, step, share, progress)] = step
-                if not running:
-                    break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    step = running.pop(future)
-                    if future.exception() is not None:
-                        failure = failure or future.exception()
-                    else:
-                        done.add(step.name)
-        if failure is not None:
-            raise failure
-
-    def _build(self, step: Step, jobs: int | None = None, progress=None) -> None:
-        from pmpm.build.execute import build_package
-        from pmpm.builders import registry
-
-        recipe = step.recipe
-        host = self.host(step.target)
-        place = step.place
-        flags = self.flags(host, place)
-        local = step.source.kind == "path"
-        if local:
-            # a local tree under development: its build folder is kept (per prefix and package)
-            # so the next build recompiles only what changed; the copy is mirrored, not redone
-            work = self.dev_dir(step.name)
-            if self.fresh:
-                shutil.rmtree(work, ignore_errors=True)
-        else:
-            work = paths.build_dir() / f"{step.name}-{step.key[:12]}"
-            shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True, exist_ok=True)
-        try:
-            tree = self.sources.unpack(step.fetched, work / "src")
-            if local:
-                # the user's working copy: builds never write into it
-                manifest = work / "mirrored.json"
-                previous = set(json.loads(manifest.read_text())) if manifest.is_file() else set()
-                mirrored = mirror_tree(tree, work / "src", _untracked, previous)
-                atomic_write_text(manifest, json.dumps(sorted(mirrored)))
-                tree = work / "src"
-            builder = (
-                registry.get(recipe.system, where=recipe.origin) if recipe.system else registry.detect(tree)
-            )
-            with self._prefix_lock:
-                installed = conda.installed_records(self.prefix)
-            depends = self._depends(step, installed)
-            python = self.python_exe()
-            if place is not None:
-                self._host_env(step, place, installed)
-                if (place / "bin" / "python").exists():
-                    python = place / "bin" / "python"
-            jobs = jobs or self.jobs
-            say = progress.say if progress is not None else self.say
-            started = f"building {step.name} {recipe.version} ({builder.name}, target {host.target})"
-            if progress is not None:
-                progress.started(step.name, started)
-            else:
-                say(started)
-            env = self.build_env(host, flags, recipe.env, jobs=jobs, where=place, python=python)
-            result = build_package(
-                name=step.name,
-                version=recipe.version,
-                build_string=step.build_string,
-                source_tree=tree,
-                work=work,
-                prefix=place or self.prefix,
-                builder=builder,
-                flags=flags,
-                env=env,
-                args=recipe.args,
-                script=recipe.script,
-                jobs=jobs,
-                python=python,
-                depends=depends,
-                out_dir=build_channel() / conda.host_subdir(),
-                extra={"pmpm": {"key": step.key, "inputs": step.inputs.as_dict(), "origin": recipe.origin}},
-                incremental=local,
-            )
-            if recipe.test_commands and self.spec.pmpm.tests:
-                self._test(step, result, env, work / "build")
-            with self._prefix_lock:  # one installer at a time; each sees the others' results
-                self._install([result.package], conda.installed_records(self.prefix))
-            self._keep_inputs(step)
-            if place is not None:
-                self.cache.store(result.package)
-            finished = f"installed {step.name} {recipe.version} ({result.files} files; log: {result.log})"
-            if progress is not None:
-                progress.finished(step.name, finished)
-            else:
-                say(finished)
-        finally:
-            if self.keep_build:
-                (progress.say if progress is not None else self.say)(
-                    f"kept the build folder of {step.name}: {work}"
-                )
-            elif not local:  # a local tree's build folder stays for the next, incremental build
-                shutil.rmtree(work, ignore_errors=True)
-            if place is not None:
-                shutil.rmtree(place, ignore_errors=True)
-
-    def _test(self, step: Step, result, env: dict[str, str], cwd: Path) -> None:
-        """Run the recipe's tests with the package installed beside what it requires: in its
-        build prefix (conda_install mode: it holds the requirements, and ``{{ prefix }}`` names
-        it), installed there from the fresh ``.conda`` by the conda installer; in
-        system_install mode, where the stacks are the requirements, in the staged files."""
-        from pmpm.build.execute import run_tests
-
-        test_prefix = result.staged
-        if step.place is not None:
-            test_prefix = step.place
-            self._install([result.package], conda.installed_records(test_prefix), prefix=test_prefix)
-        run_tests(
-            step.recipe.test_commands,
-            test_prefix=test_prefix,
-            built_for=step.place or self.prefix,
-            env=env,
-            cwd=cwd,
-            log=result.log,
-            package=step.name,
-        )
-
-    def _keep_inputs(self, step: Step) -> None:
-        atomic_write_text(
-            paths.build_inputs_file(self.prefix, step.name),
-            json.dumps(
-                {
-                    **step.inputs.as_dict(),
-                    "record": self._neutral(build_details(step, self.book), step.place),
-                },
-                indent=1,
-                sort_keys=True,
-            ),
-        )
-
-    def _take_from_cache(self, steps: list[Step]) -> None:
-        packages = [step.cached for step in steps if step.cached is not None]
-        with self._prefix_lock:
-            self._install(packages, conda.installed_records(self.prefix))
-        for step in steps:
-            assert step.cached is not None
-            self.cache.used(step.cached)
-            self._keep_inputs(step)
-            self.say(f"installed {step.name} {step.recipe.version} from the binary cache ({step.cached})")
-
-    def _host_env(self, step: Step, place: Path, installed: list) -> None:
-        """The build prefix holds what the package requires (and what that requires), linked
-        from the package cache as in PREFIX, and nothing else: a fresh one per build."""
-        by_name = {r.name.normalized: r for r in installed}
-        wanted: set[str] = set()
-        todo = [*step.inputs.conda, *step.inputs.recipes]
-        while todo:
-            name = todo.pop()
-            if name in wanted or name not in by_name:
-                continue
-            wanted.add(name)
-            todo += [d.split()[0] for d in by_name[name].depends]
-        shutil.rmtree(place, ignore_errors=True)
-        place.mkdir(parents=True)
-        if wanted:
-            conda.install([by_name[n] for n in sorted(wanted)], place, installed=[], requested=[])
-
     def _source_change(self, source, old: str, new: str) -> str:
         """ "source changed: a.c, b.h (+3 more)" when the local tree's stat cache remembers both."""
         from pmpm.sources.cache import changed_files, stat_cache_for
@@ -726,34 +386,6 @@ class Compiler:
             return f"source changed ({old} -> {new})"
         shown = ", ".join(files[:5]) + (f" (+{len(files) - 5} more)" if len(files) > 5 else "")
         return f"source changed: {shown}"
-
-    def dev_dir(self, name: str) -> Path:
-        return paths.dev_dir() / f"{name}-{digest({'prefix': str(self.prefix), 'name': name})[:12]}"
-
-    def _depends(self, step: Step, installed: list) -> list[str]:
-        by_name = {r.name.normalized: r for r in installed}
-        depends = []
-        # a package depends on what the installer can see in the same prefix: in system_install
-        # mode the conda stack is another prefix, and its packages are recorded in the inputs
-        for dep in [*([] if self.system else step.inputs.conda), *step.inputs.recipes]:
-            record = by_name.get(dep)
-            if record is not None:
-                depends.append(f"{dep} =={record.version} {record.build}")
-        return depends
-
-    def _install(self, packages: list[Path], installed: list, prefix: Path | None = None) -> None:
-        """Install package files into PREFIX (or ``prefix``) in one transaction, replacing
-        same-named ones."""
-        from rattler import RepoDataRecord
-
-        async def read():
-            return [await RepoDataRecord.from_package_archive(p) for p in packages]
-
-        records = conda.run_coroutine(read(), settle=False)  # the install right after settles
-        names = {r.name.normalized for r in records}
-        keep = [r for r in installed if r.name.normalized not in names]
-        asked = [request.name for request in self.spec.pmpm.packages]  # their records carry it
-        conda.install(keep + records, prefix or self.prefix, installed=installed, requested=asked)
 
     def watched_files(self) -> list[Path]:
         """Files whose change must end the no-op shortcut: recipe files and the compilers."""
@@ -766,30 +398,3 @@ class Compiler:
         files += [Path(f) for ep in plugins for f in distribution_files(ep)]
         files += [Path(f) for f in registry.watched_files()]
         return files
-
-
-def _width(needs: dict[str, set[str]]) -> int:
-    """How many packages can build at once: the most on one level of the dependency graph
-    (level = length of the longest chain of requirements below a package)."""
-    level: dict[str, int] = {}
-
-    def depth(name: str) -> int:
-        if name not in level:
-            level[name] = 1 + max((depth(n) for n in needs[name]), default=0)
-        return level[name]
-
-    counts: dict[int, int] = {}
-    for name in needs:
-        counts[depth(name)] = counts.get(depth(name), 0) + 1
-    return max(counts.values(), default=1)
-
-
-def remove_compiled(prefix: Path, installed: list, wanted: set[str]) -> list[str]:
-    """Compiled packages the env file no longer asks for are removed, as conda removes specs."""
-    drop = {r.name.normalized for r in installed if conda.is_compiled(r) and r.name.normalized not in wanted}
-    if drop:
-        keep = [r for r in installed if r.name.normalized not in drop]
-        conda.install(keep, prefix, installed=installed)  # the rest keep their requested specs
-        for name in drop:
-            paths.build_inputs_file(prefix, name).unlink(missing_ok=True)
-    return sorted(drop)

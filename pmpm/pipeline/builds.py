@@ -28,16 +28,16 @@ def build(
     ``compiled`` names the compiled packages the prefix held before (None: unknown, read them);
     with none before and none wanted there is nothing to read back.
     """
+    from pmpm.build import schedule
+
     if compiler is not None:
         if steps is None:
             compiler.forget_environment()
             steps = compiler.plan(conda.installed_records(prefix))
-        compiler.run(steps)
+        schedule.run(compiler, steps)
     wanted = {s.name for s in steps} if compiler is not None and steps is not None else set()
     if compiled is not None and compiled <= wanted:
         return
-    from pmpm.build.compile_stage import remove_compiled
-
-    removed = remove_compiled(prefix, conda.installed_records(prefix), wanted)
+    removed = schedule.remove_compiled(prefix, conda.installed_records(prefix), wanted)
     if removed:
         say("removed compiled packages no longer listed: " + ", ".join(removed))

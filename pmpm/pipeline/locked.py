@@ -118,6 +118,7 @@ def locked_spec(request: LockedRequest, recipes: Path) -> EnvSpec:
 
 def _build(request: LockedRequest, spec: EnvSpec, say: Say) -> None:
     """Build the locked compiled packages, refusing a source that is not the locked one."""
+    from pmpm.build import schedule
     from pmpm.build.compile_stage import Compiler
 
     prefix = request.layout.root
@@ -153,7 +154,7 @@ def _build(request: LockedRequest, spec: EnvSpec, say: Say) -> None:
                 f"note: {step.name} builds with other flags than the lock's ({', '.join(changed)}): "
                 + "; ".join(f"{k}: {want.flags.get(k)!r} -> {flags.get(k)!r}" for k in changed)
             )
-    compiler.run(steps)
+    schedule.run(compiler, steps)
 
 
 def _write_history(prefix: Path, before: list[Any], requested: list[str]) -> None:
