@@ -19,7 +19,8 @@ from factories import LocalChannel
 
 from pmpm.build.package import PackageMeta
 from pmpm.conda.channels import FALLBACK
-from pmpm.spec.envfile import EnvSpec, load_env_file
+from pmpm.spec.envfile import load_env_file
+from pmpm.spec.model import EnvSpec
 
 ENVS = REALWORLD / "envs"
 if not ENVS.is_dir():

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pmpm.errors import PmpmError
-from pmpm.spec.envfile import Dependency, EnvSpec, PackageRequest, load_env_file
+from pmpm.spec.envfile import load_env_file
+from pmpm.spec.model import Dependency, EnvSpec, PackageRequest
 
 
 def write(folder: Path, text: str, name: str = "environment.yml") -> Path:

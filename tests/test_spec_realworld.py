@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from pmpm.errors import PmpmError
-from pmpm.spec.envfile import EnvSpec, load_env_file
+from pmpm.spec.envfile import load_env_file
+from pmpm.spec.model import EnvSpec
 
 ENVS = (Path(__file__).resolve().parents[1].parent / "shared" / "realworld" / "envs").resolve()
 

@@ -17,7 +17,7 @@ from pmpm.errors import PmpmError
 
 if TYPE_CHECKING:
     from pmpm.env.layout import Layout
-    from pmpm.spec.envfile import EnvSpec
+    from pmpm.spec.model import EnvSpec
 
 Say = Callable[[str], None]
 

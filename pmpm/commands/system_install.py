@@ -21,7 +21,7 @@ from pmpm.env.layout import ROOT_DIR, Layout, find, system_layout
 from pmpm.errors import PmpmError
 
 if TYPE_CHECKING:
-    from pmpm.spec.envfile import EnvSpec, PmpmSection
+    from pmpm.spec.model import EnvSpec, PmpmSection
 
 
 @dataclass(frozen=True)

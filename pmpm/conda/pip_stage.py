@@ -15,7 +15,7 @@ from pmpm.errors import PmpmError, located
 from pmpm.runlog import run_logged
 
 if TYPE_CHECKING:
-    from pmpm.spec.envfile import EnvSpec
+    from pmpm.spec.model import EnvSpec
 
 
 def install_pip(spec: EnvSpec, prefix: Path, *, offline: bool) -> Path | None:

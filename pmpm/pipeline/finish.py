@@ -18,7 +18,7 @@ from pmpm.env.layout import Layout
 from pmpm.errors import PmpmError
 from pmpm.pipeline.types import Prepared, Say
 from pmpm.record.api import write_record
-from pmpm.spec.envfile import EnvSpec
+from pmpm.spec.model import EnvSpec
 
 
 def finish(prepared: Prepared, say: Say) -> None:

@@ -23,7 +23,7 @@ from pmpm.errors import PmpmError
 from pmpm.fsutil import atomic_write_text
 from pmpm.pipeline.types import Say
 from pmpm.record.api import location_tokens, neutral, write_record
-from pmpm.spec.envfile import EnvSpec, PackageRequest, PmpmSection
+from pmpm.spec.model import EnvSpec, PackageRequest, PmpmSection
 from pmpm.spec.pmpm_section import PACKAGE_OPTION_TYPES
 
 if TYPE_CHECKING:

@@ -11,7 +11,8 @@ from pmpm.env import state
 from pmpm.env.layout import Layout
 from pmpm.errors import PmpmError, located
 from pmpm.pipeline.types import Loaded, Prepared, Request, Say
-from pmpm.spec.envfile import EnvSpec, load_env_file
+from pmpm.spec.envfile import load_env_file
+from pmpm.spec.model import EnvSpec
 
 
 def load(request: Request, say: Say) -> Loaded:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pmpm.build.plan import Step
     from pmpm.commands.conda_install import Options
     from pmpm.conda.channels import ResolvedChannel
-    from pmpm.spec.envfile import EnvSpec
+    from pmpm.spec.model import EnvSpec
 
 Say = Callable[[str], None]
 

@@ -12,10 +12,11 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pmpm.spec.envfile import PackageRequest, PmpmSection, _describe, _unknown_key
+from pmpm.spec.model import PackageRequest, PmpmSection
+from pmpm.spec.reader import _describe, _unknown_key
 
 if TYPE_CHECKING:
-    from pmpm.spec.envfile import _Reader
+    from pmpm.spec.reader import _Reader
     from pmpm.spec.yaml_lines import Node
 
 PMPM_KEYS = (
