@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from pmpm.errors import PmpmError
-from pmpm.sources.cache import FetchedSource, SourceCache, SourceSpec
+from pmpm.sources.cache import SourceCache
 from pmpm.sources.extract import extract_archive
+from pmpm.sources.spec import FetchedSource, SourceSpec
 
 WHERE = "recipes/demo.yml"
 SIX_SHA256 = "1e61c37477a1626458e36f7b1d82aa5c9b094fa4802892072e49de9c60c4c926"

@@ -243,7 +243,7 @@ class Compiler:
         self._pythons.clear()
 
     def plan(self, installed: list) -> list[Step]:
-        from pmpm.sources.cache import SourceSpec
+        from pmpm.sources.spec import SourceSpec
 
         rendered: dict[str, tuple] = {}
 
@@ -379,7 +379,7 @@ class Compiler:
 
     def _source_change(self, source, old: str, new: str) -> str:
         """ "source changed: a.c, b.h (+3 more)" when the local tree's stat cache remembers both."""
-        from pmpm.sources.cache import changed_files, stat_cache_for
+        from pmpm.sources.tree import changed_files, stat_cache_for
 
         files = changed_files(stat_cache_for(self.sources.root / "tree-hashes", source.path), old, new)
         if not files:

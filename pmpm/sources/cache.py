@@ -30,9 +30,8 @@ from pmpm import paths
 from pmpm.errors import PmpmError
 from pmpm.fsutil import atomic_write_text, sha256_file
 from pmpm.sources.extract import extract_archive
-from pmpm.sources.spec import COMMIT, HEX64, KINDS, FetchedSource, SourceSpec
+from pmpm.sources.spec import COMMIT, HEX64, FetchedSource, SourceSpec
 from pmpm.sources.transport import (
-    TIMEOUT,
     FetchFailed,
     chunks,
     clone_mirror,
@@ -40,25 +39,7 @@ from pmpm.sources.transport import (
     run_git,
     url_chunks,
 )
-from pmpm.sources.tree import changed_files, fetch_path, hash_tree, stat_cache_for
-
-__all__ = [
-    "KINDS",
-    "SKIPPED_DIRS",
-    "SKIPPED_SUFFIXES",
-    "TIMEOUT",
-    "FetchedSource",
-    "SourceCache",
-    "SourceSpec",
-    "changed_files",
-    "hash_tree",
-    "stat_cache_for",
-]
-
-# Folders a local tree's identity ignores: VCS data, bytecode and the build output an in-tree build
-# leaves behind, which would otherwise change the identity after every build and force a rebuild.
-SKIPPED_DIRS = paths.UNTRACKED_DIRS
-SKIPPED_SUFFIXES = paths.UNTRACKED_SUFFIXES
+from pmpm.sources.tree import fetch_path
 
 
 class SourceCache:

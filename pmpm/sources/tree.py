@@ -37,7 +37,7 @@ def hash_tree(root: Path, *, stat_cache: Path | None = None) -> str:
 
     Timestamps, owners and permission bits other than "executable" are left out, so touching a
     file or checking it out again with another umask does not rebuild; the folders in
-    ``SKIPPED_DIRS`` (and ``*.egg-info``) are left out because builds write them.
+    ``paths.UNTRACKED_DIRS`` (and ``*.egg-info``) are left out because builds write them.
 
     ``stat_cache`` (a file) remembers each file's sha256 with its size, mtime, ctime and inode:
     a file whose stat is unchanged is not read again, so a tree of thousands of files under
