@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pmpm import paths
+from pmpm.conda.engine import host_subdir
 from pmpm.errors import PmpmError
 
 Say = Callable[[str], None]
@@ -38,8 +39,6 @@ def build_channel() -> Path:
 def index(channel: Path) -> None:
     """Keep a folder's repodata current, so it serves as a channel (and a cache)."""
     from rattler.index import index_fs
-
-    from pmpm.conda.engine import host_subdir
 
     for subdir in ("noarch", host_subdir()):
         (channel / subdir).mkdir(parents=True, exist_ok=True)
@@ -66,8 +65,6 @@ class BinaryCache:
         self._stored = False
 
     def find(self, filename: str) -> Path | None:
-        from pmpm.conda.engine import host_subdir
-
         for channel in (build_channel(), self.folder):
             if channel is not None and (channel / host_subdir() / filename).is_file():
                 return channel / host_subdir() / filename
@@ -97,8 +94,6 @@ class BinaryCache:
 
     def _download(self, filename: str) -> Path | None:
         import requests
-
-        from pmpm.conda.engine import host_subdir
 
         subdir = host_subdir()
         if self._remote_index is None:

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 from pmpm import paths
 from pmpm.build.binary_cache import BinaryCache
 from pmpm.build.environment import ToolContext, build_env, mpi_values, python_values
-from pmpm.build.inputs import BuildInputs, distribution_files, distribution_of
+from pmpm.build.inputs import BuildInputs, builder_identity, distribution_files, distribution_of
 from pmpm.build.plan import Step, digest, order, recipe_for, stored_inputs
 from pmpm.build.recipe import RecipeBook
-from pmpm.builders import Flags
+from pmpm.builders import BuildContext, Flags, registry
 from pmpm.conda import engine as conda
 from pmpm.env.state import tree_stamp
-from pmpm.errors import PmpmError, located
+from pmpm.errors import PmpmError, combined, located
+from pmpm.host.mpi.choice import decide
 
 if TYPE_CHECKING:
     from pmpm.host.mpi.choice import MpiChoice
@@ -97,8 +98,6 @@ class Compiler:
         """The run's MPI (:func:`pmpm.host.mpi.choice.decide`), decided once: a choice that holds across the
         conda solve is kept, one that depends on it is made again after it."""
         if self._mpi_choice is None or not self._mpi_choice.final:
-            from pmpm.host.mpi.choice import decide
-
             setting = self.spec.pmpm.mpi
             self._mpi_choice = decide(setting, system=self.system, base=self.base, prefix=self.prefix)
         return self._mpi_choice
@@ -175,8 +174,6 @@ class Compiler:
             except PmpmError as exc:
                 missing.append(exc)
         if missing:
-            from pmpm.errors import combined
-
             raise combined(missing, "in the env file's `_pmpm.packages`")
         return {r.name: r for r in self.spec.pmpm.packages}
 
@@ -342,9 +339,6 @@ class Compiler:
     def _builder_identity(self, recipe, source, host, flags: Flags, place: Path | None) -> dict[str, str]:
         """The builder's part of the key (pmpm.build.inputs.builder_identity), its commands
         given for this build's prefix, flags and compilers with placeholder folders."""
-        from pmpm.build.inputs import builder_identity
-        from pmpm.builders import BuildContext
-
         ctx = BuildContext(
             name=recipe.name,
             version=recipe.version,
@@ -389,8 +383,6 @@ class Compiler:
 
     def watched_files(self) -> list[Path]:
         """Files whose change must end the no-op shortcut: recipe files and the compilers."""
-        from pmpm.builders import registry
-
         files = [Path(source.origin) for source in self.book.sources().values() if source.text is not None]
         files += [Path(c.path) for host in self._hosts.values() for c in host.compilers.values()]
         # plugins: an upgrade replaces their metadata, an edit changes their module

@@ -8,6 +8,7 @@ with the package, the step, the last lines of the log and its path.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pmpm.build.package import PackageMeta, pack
 from pmpm.builders import BuildContext, Flags
 from pmpm.builders import Step as Command
 from pmpm.errors import PmpmError
@@ -116,8 +118,6 @@ _CONFIGURE_ENV = ("CC", "CXX", "FC", "F77", "CFLAGS", "CXXFLAGS", "FFLAGS", "FCF
 
 
 def _configure_identity(cmd: Command, env: dict[str, str]) -> str:
-    import json
-
     full = {**env, **cmd.env}
     seen = {k: full.get(k) for k in (*_CONFIGURE_ENV, *cmd.env)}
     return json.dumps({"argv": list(map(str, cmd.argv)), "cwd": str(cmd.cwd), "env": seen})
@@ -149,8 +149,6 @@ def build_package(
     under development), so make/ninja recompile only what changed; the configure steps are run
     again only when their command or the compilers and flags they see changed.
     """
-    from pmpm.build.package import PackageMeta, pack
-
     build_dir = work / "build"
     stage = work / "stage"
     shutil.rmtree(stage, ignore_errors=True)

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+from pmpm.errors import PmpmError
 
 #: raised when a field's meaning changes (2: plugins and builder commands joined the key)
 FORMAT = 2
@@ -127,7 +130,6 @@ def builder_identity(recipe: Any, tree: Any, ctx: Any, neutral: Callable[[Any], 
     key. A recipe naming no build system is detected on its local tree (``tree``), or else once
     unpacked: then every builder counts."""
     from pmpm.builders import registry
-    from pmpm.errors import PmpmError
 
     if recipe.system:
         names = [registry.get(recipe.system, where=recipe.origin).name]
@@ -171,8 +173,6 @@ def distribution_files(entry_point: Any) -> list[str]:
     """Files whose change means the plugin changed: its distribution's metadata (the version;
     an upgrade replaces the folder) and the module the entry point names, once loaded.
     Watched by the no-op check with a stat each, so it stays cheap."""
-    import sys
-
     files = []
     path = getattr(getattr(entry_point, "dist", None), "_path", None)
     if path is not None:

@@ -16,6 +16,7 @@ from typing import Any
 from pmpm import paths
 from pmpm.build.inputs import BuildInputs, digest  # noqa: F401 (digest: used by the record)
 from pmpm.build.recipe import Recipe, RecipeBook, apply_request, load_data, render, resolve_options
+from pmpm.conda.engine import BUILD_PREFIX
 from pmpm.errors import PmpmError
 
 
@@ -39,8 +40,6 @@ class Step:
 
     @property
     def build_string(self) -> str:
-        from pmpm.conda.engine import BUILD_PREFIX
-
         return f"{BUILD_PREFIX}{self.key[:12]}"
 
     @property

@@ -14,6 +14,7 @@ import difflib
 import json
 from dataclasses import dataclass, field
 from functools import cache
+from importlib.metadata import entry_points
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -122,8 +123,6 @@ def _scan(folder: Path) -> dict[str, RecipeSource]:
 
 @cache
 def _plugins() -> dict[str, RecipeSource]:
-    from importlib.metadata import entry_points
-
     return {
         ep.name: RecipeSource(ep.name, f"plugin {ep.value}", plugin=ep)
         for ep in entry_points(group="pmpm.recipes")

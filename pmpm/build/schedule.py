@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import json
 import shutil
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pmpm import paths
 from pmpm.build.binary_cache import build_channel, index
 from pmpm.build.environment import build_env
+from pmpm.build.execute import build_package, run_tests
 from pmpm.build.plan import Step, digest
+from pmpm.builders import registry
 from pmpm.conda import engine as conda
+from pmpm.env.diskspace import needs_space
 from pmpm.fsutil import atomic_write_text, mirror_tree
+from pmpm.progress import BuildProgress
 from pmpm.record.api import build_details  # the record's view of a build, kept beside its key
 
 if TYPE_CHECKING:
@@ -36,8 +41,6 @@ def run(compiler: Compiler, steps: list[Step]) -> None:
         _take_from_cache(compiler, cached)
     built = [step for step in steps if step.decision != "up to date" and step.cached is None]
     if built:
-        from pmpm.env.diskspace import needs_space
-
         # a local tree's build folder is kept for the next build, but not half written
         dev = [dev_dir(compiler, s.name) for s in built if s.source.kind == "path"]
         with needs_space("building compiled packages", paths.build_dir(), cleanup=dev):
@@ -54,10 +57,6 @@ def _schedule(compiler: Compiler, built: list[Step]) -> None:
     After a failure nothing new starts; builds already running finish (their logs stay
     complete), then the first failure is raised and the caller's journal puts PREFIX back.
     """
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
-    from pmpm.progress import BuildProgress
-
     names = {s.name for s in built}
     needs = {s.name: set(s.recipe.requires_recipes) & names for s in built}  # the rest are in
     workers = max(1, min(compiler.jobs, _width(needs)))
@@ -88,9 +87,6 @@ def _schedule(compiler: Compiler, built: list[Step]) -> None:
 
 
 def _build(compiler: Compiler, step: Step, jobs: int | None = None, progress=None) -> None:
-    from pmpm.build.execute import build_package
-    from pmpm.builders import registry
-
     recipe = step.recipe
     host = compiler.host(step.target)
     place = step.place
@@ -179,8 +175,6 @@ def _test(compiler: Compiler, step: Step, result, env: dict[str, str], cwd: Path
     build prefix (conda_install mode: it holds the requirements, and ``{{ prefix }}`` names
     it), installed there from the fresh ``.conda`` by the conda installer; in
     system_install mode, where the stacks are the requirements, in the staged files."""
-    from pmpm.build.execute import run_tests
-
     test_prefix = result.staged
     if step.place is not None:
         test_prefix = step.place

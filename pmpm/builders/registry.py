@@ -8,6 +8,7 @@ import functools
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from pmpm.build.inputs import distribution_files, distribution_of
 from pmpm.builders import Builder
 from pmpm.errors import PmpmError
 
@@ -49,15 +50,11 @@ def builders() -> dict[str, Builder]:
 
 def provider(name: str) -> str:
     """``"distribution version"`` that provides builder ``name``: part of the build key."""
-    from pmpm.build.inputs import distribution_of
-
     return distribution_of(_entry_points()[name])
 
 
 def watched_files() -> list[str]:
     """The builder plugins' metadata and modules, for the no-op check."""
-    from pmpm.build.inputs import distribution_files
-
     return [f for ep in _entry_points().values() for f in distribution_files(ep)]
 
 

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pmpm import paths
+from pmpm.conda.engine import installed_records
 from pmpm.conda.meta import spec_name
 
 #: the conda version that conda's downgrade check accepts from any other tool (libmamba's too)
@@ -124,8 +125,6 @@ def append(
 
 def write_run(spec, layout, specs: Sequence[str], before: dict[Path, list], *, alias: str) -> None:
     """One entry per stack of a pmpm run (``before``: each stack's records before it)."""
-    from pmpm.conda.engine import installed_records
-
     for prefix, asked in asked_of(spec, layout, specs).items():
         append(prefix, before.get(prefix, []), installed_records(prefix), asked, alias=alias)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
+from pmpm.conda.engine import is_compiled
 from pmpm.fsutil import file_digest
 
 if TYPE_CHECKING:
@@ -43,8 +44,6 @@ def requested_specs(
     compiled packages are never decided by the conda solve, so they keep theirs then too.
     """
     from rattler import MatchSpec
-
-    from pmpm.conda.engine import is_compiled
 
     given: dict[str, list[str]] = {}
     for spec in requested or ():

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pmpm.errors import PmpmError
+from pmpm.paths import cache_root
 
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 #: how C libraries, Rust's std::io and the tools' own messages say it
@@ -47,8 +48,6 @@ class DiskFull(PmpmError):
 
 def _cache_mount() -> Path:
     """pmpm's cache (packages, sources, builds, logs): where a move to a larger disk helps."""
-    from pmpm.paths import cache_root
-
     return mount_point(cache_root())
 
 
@@ -130,7 +129,6 @@ def last_resort(exc: BaseException) -> DiskFull | None:
     written = _written_path(exc)
     if written is not None:
         return as_disk_full(exc, f"writing {written}", written)
-    from pmpm.paths import cache_root
 
     places = [Path(a) for a in sys.argv[1:] if not a.startswith("-")]
     places += [cache_root(), Path(tempfile.gettempdir()), Path.cwd()]

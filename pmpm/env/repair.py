@@ -14,8 +14,10 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from pmpm import paths
+from pmpm.conda import engine as conda
 from pmpm.env.inventory import meta_records
 from pmpm.env.transaction import transaction
 from pmpm.errors import PmpmError
@@ -65,15 +67,11 @@ def _cached(data: dict) -> Path | None:
 def _fetchable(url: str) -> bool:
     """A local package file that exists, or a remote one (the installer says if it is not there)."""
     if url.startswith("file://"):
-        from urllib.parse import unquote, urlparse
-
         return Path(unquote(urlparse(url).path)).is_file()
     return url.startswith(("http://", "https://"))
 
 
 def _reinstall(stack: Path, names: set[str], say: Say) -> None:
-    from pmpm.conda import engine as conda
-
     with transaction([stack], say) as txn:
         lost = sorted(
             f"{data['name']} ({data.get('url') or 'no url'})"

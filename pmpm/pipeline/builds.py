@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pmpm.build import schedule
 from pmpm.conda import engine as conda
 from pmpm.pipeline.types import Say
 
@@ -28,8 +29,6 @@ def build(
     ``compiled`` names the compiled packages the prefix held before (None: unknown, read them);
     with none before and none wanted there is nothing to read back.
     """
-    from pmpm.build import schedule
-
     if compiler is not None:
         if steps is None:
             compiler.forget_environment()

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pmpm.conda import backends, history, variables
 from pmpm.conda import engine as conda
-from pmpm.conda import history, variables
 from pmpm.conda.channels import channel_alias
 from pmpm.conda.pip_stage import install_pip
 from pmpm.env.transaction import Transaction
 from pmpm.errors import located
+from pmpm.host.mpi.choice import check_conda_mpi, conda_constraints, decide, external_before_solve
 from pmpm.pipeline.builds import build
 from pmpm.pipeline.prepare import require_conda_stack
 from pmpm.pipeline.types import Changes, Prepared, Say, Solved
@@ -33,8 +34,6 @@ def solve(prepared: Prepared, say: Say) -> Solved:
     mpi = _external_mpi(prepared)
     constraints: list[str] = []
     if mpi is not None:  # (pmpm.host.mpi.choice is imported only then: it is not small)
-        from pmpm.host.mpi.choice import conda_constraints
-
         constraints = conda_constraints(mpi)
         if constraints:
             say(
@@ -56,8 +55,6 @@ def solve(prepared: Prepared, say: Say) -> Solved:
             constraints=constraints,
         )
         if mpi is not None:
-            from pmpm.host.mpi.choice import check_conda_mpi
-
             check_conda_mpi(records, mpi)
     return Solved(
         prepared, installed=installed, records=records, compiled_side=compiled_side(layout, installed)
@@ -71,8 +68,6 @@ def _external_mpi(prepared: Prepared) -> MPI | None:
     or system_install's automatic choice (the host's MPI); in conda_install mode an automatic
     choice prefers a conda MPI, so the solve is not constrained.
     """
-    from pmpm.host.mpi.choice import decide, external_before_solve
-
     spec, layout = prepared.loaded.spec, prepared.loaded.layout
     setting, system, compiler = spec.pmpm.mpi, layout.kind == "system", prepared.compiler
     if compiler is not None:  # the run's decision, kept by the compile stage for the builds
@@ -148,8 +143,6 @@ def apply(solved: Solved, todo: Changes, txn: Transaction, say: Say) -> None:
 
 def apply_backend(prepared: Prepared, txn: Transaction, say: Say) -> None:
     """The conda stage by an external installer (it solves), then the builds."""
-    from pmpm.conda import backends
-
     spec, layout, opts = prepared.loaded.spec, prepared.loaded.layout, prepared.loaded.opts
     backend = opts.backend or "rattler"
     backends.executable(backend)

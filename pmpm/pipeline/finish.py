@@ -17,6 +17,7 @@ from pmpm.env import state
 from pmpm.env.layout import Layout
 from pmpm.errors import PmpmError
 from pmpm.pipeline.types import Prepared, Say
+from pmpm.publish import jupyter, modules
 from pmpm.record.api import write_record
 from pmpm.spec.model import EnvSpec
 
@@ -49,8 +50,6 @@ def publish(spec: EnvSpec, layout: Layout, say: Say) -> None:
     file asks. After the record, since the modules name the environment id of the new record."""
     envinfo.save(layout, envinfo.EnvInfo.from_spec(spec))
     if spec.pmpm.modules:
-        from pmpm.publish import modules
-
         base = spec.path.parent
         config = {
             key: str(base / Path(value).expanduser()) if key in modules.KINDS else value
@@ -64,6 +63,4 @@ def publish(spec: EnvSpec, layout: Layout, say: Say) -> None:
             )
             raise
     if spec.pmpm.jupyter_kernel:
-        from pmpm.publish import jupyter
-
         jupyter.register(layout, say)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pmpm import paths
+from pmpm.build import schedule
+from pmpm.build.compile_stage import Compiler
 from pmpm.conda import engine as conda
 from pmpm.conda import history, variables
 from pmpm.conda.channels import channel_alias
@@ -118,9 +120,6 @@ def locked_spec(request: LockedRequest, recipes: Path) -> EnvSpec:
 
 def _build(request: LockedRequest, spec: EnvSpec, say: Say) -> None:
     """Build the locked compiled packages, refusing a source that is not the locked one."""
-    from pmpm.build import schedule
-    from pmpm.build.compile_stage import Compiler
-
     prefix = request.layout.root
     compiler = Compiler(
         spec,

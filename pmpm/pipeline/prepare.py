@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from pmpm.build.compile_stage import Compiler
 from pmpm.commands.conda_install import layout_fingerprint
+from pmpm.conda.channels import resolve_channels, spec_for_solver
 from pmpm.env import state
 from pmpm.env.layout import Layout
 from pmpm.errors import PmpmError, located
@@ -39,8 +41,6 @@ def prepare(loaded: Loaded, say: Say) -> Prepared:
     spec, layout, opts = loaded.spec, loaded.layout, loaded.opts
     compiler = None
     if spec.pmpm.packages:
-        from pmpm.build.compile_stage import Compiler
-
         compiler = Compiler(
             spec,
             layout.compile,
@@ -56,7 +56,6 @@ def prepare(loaded: Loaded, say: Say) -> Prepared:
     external = opts.backend != "rattler" and not opts.dry_run  # it needs them even without a stack
     if layout.conda is None and not external:
         return Prepared(loaded, compiler, channels=[], specs=[], recipe_specs=())
-    from pmpm.conda.channels import resolve_channels, spec_for_solver
 
     channels = resolve_channels(spec, alias_override=opts.channel_alias)
     specs = [

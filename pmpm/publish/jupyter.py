@@ -19,6 +19,7 @@ from pathlib import Path
 from pmpm import envinfo
 from pmpm.env.layout import Layout
 from pmpm.fsutil import atomic_write_text
+from pmpm.publish.activation import module_changes
 
 
 def kernel_name(layout: Layout) -> str:
@@ -47,8 +48,6 @@ def _python(layout: Layout) -> Path | None:
 def _kernel_env(layout: Layout) -> dict[str, str]:
     """Variables the kernel needs that launching the interpreter does not set: the activation's
     plain values (``variables``, ``CONDA_PREFIX``) and a system_install's ``PYTHONPATH``."""
-    from pmpm.publish.activation import module_changes
-
     env = {}
     for change in module_changes(layout):
         if change.kind == "set":

@@ -25,10 +25,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pmpm import envinfo, paths
+from pmpm import __version__, envinfo, paths
+from pmpm.env import layout as layouts
 from pmpm.env.layout import Layout
 from pmpm.errors import PmpmError
 from pmpm.fsutil import atomic_write_text
+from pmpm.publish import activation
 from pmpm.record import read as record_read
 
 _PART = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*$")
@@ -119,9 +121,6 @@ def _help(env_name: str, env_id: str | None, layout: Layout, mpi_module: str | N
 
 def render(layout: Layout, kind: str, name: str | None = None) -> tuple[str, str, str]:
     """``(NAME, VERSION, text)`` of the ``kind`` ("lmod" or "tcl") modulefile for ``layout``."""
-    from pmpm import __version__
-    from pmpm.publish import activation
-
     info = envinfo.read(layout)
     module, version = module_name(layout, name)
     env_name = envinfo.env_name(layout, info)
@@ -199,8 +198,6 @@ def write(layout: Layout, kind: str, directory: Path, name: str | None = None) -
 
 def module_command(prefix: Path, lmod: Path | None, tcl: Path | None, name: str | None, say=print) -> int:
     """``pmpm module PREFIX --lmod DIR | --tcl DIR [--name NAME/VERSION]``."""
-    from pmpm.env import layout as layouts
-
     if lmod is None and tcl is None:
         raise PmpmError("say where to write the modulefile", hint="add --lmod DIR and/or --tcl DIR")
     found = layouts.find(prefix)

@@ -21,11 +21,15 @@ not the locked target is an error unless ``--target`` says what to build for.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pmpm.conda import engine as conda
+from pmpm.env.layout import conda_layout
 from pmpm.errors import PmpmError
+from pmpm.host.target import host_target_name
 from pmpm.record.lock_export import ENVIRONMENT, FORMAT, SEPARATOR, export, lock_data
 
 if TYPE_CHECKING:
@@ -81,8 +85,6 @@ def read_lock(path: Path) -> tuple[dict[str, Any], str]:
 
 
 def _locked_records(path: Path, conda_text: str, subdir: str) -> list[RepoDataRecord]:
-    import tempfile
-
     from rattler import LockFile
 
     with tempfile.TemporaryDirectory(prefix="pmpm-lock-") as tmp:
@@ -105,8 +107,6 @@ def _locked_records(path: Path, conda_text: str, subdir: str) -> list[RepoDataRe
 
 
 def _host_target() -> str:
-    from pmpm.host.target import host_target_name
-
     return host_target_name() or "unknown"
 
 
@@ -142,8 +142,6 @@ def install(
 ) -> int:
     """``pmpm conda_install PREFIX --lock FILE``: the locked conda records (no solve), then the
     locked compiled packages; the record is written at the end like any other run."""
-    from pmpm.conda import engine as conda
-    from pmpm.env.layout import conda_layout
     from pmpm.pipeline.locked import LockedBuild, LockedRequest, run_locked
     from pmpm.pipeline.prepare import refuse_foreign_folder
 
@@ -223,7 +221,6 @@ def install_command(
         raise PmpmError("give --file or --lock, not both", hint="a lock file already says everything")
     if dry_run:
         section, conda_text = read_lock(lock_path)
-        from pmpm.conda import engine as conda
 
         records = _locked_records(lock_path, conda_text, conda.host_subdir())
         say(

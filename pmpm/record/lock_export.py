@@ -6,13 +6,18 @@ The format is described in :mod:`pmpm.record.lock`, which reads it back and rebu
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pmpm.conda.engine import host_subdir, is_compiled
 from pmpm.env import inventory
 from pmpm.errors import PmpmError
 from pmpm.fsutil import atomic_write_text
+from pmpm.record import api as records
+from pmpm.record.api import identity_document
+from pmpm.spec.matchspec import for_solver
 
 if TYPE_CHECKING:
     from pmpm.env.layout import Layout
@@ -27,11 +32,7 @@ SEPARATOR = "\n# --- pmpm: compiled packages, their recipes and sources (ignored
 
 def _conda_part(layout: Layout, record: Record) -> tuple[str, str]:
     """The rattler lock text of the conda packages, and the platform it is for."""
-    import tempfile
-
     from rattler import LockChannel, LockFile, LockPlatform
-
-    from pmpm.conda.engine import host_subdir, is_compiled
 
     subdir = record.host.subdir or host_subdir()
     stack = layout.conda if layout.conda is not None else layout.compile
@@ -68,9 +69,6 @@ def _request(package: CompiledPackage) -> dict[str, Any]:
 
 
 def lock_data(record: Record) -> dict[str, Any]:
-    from pmpm.record.api import identity_document
-    from pmpm.spec.matchspec import for_solver
-
     document = {p["name"]: p for p in identity_document(record)["compiled"]}
     normalized = record.env_file.normalized if record.env_file else None
     settings = {}
@@ -118,8 +116,6 @@ def lock_data(record: Record) -> dict[str, Any]:
 def export(prefix: Path, out: Path, say: Say) -> int:
     """``pmpm export PREFIX -o FILE``."""
     import yaml
-
-    from pmpm.record import api as records
 
     layout = records.layout_of(prefix)
     record = records.read(layout.root)

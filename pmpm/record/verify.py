@@ -13,6 +13,7 @@ moved with conda-pack verifies clean where it was unpacked.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -164,8 +165,6 @@ def run(prefix: Path, say: Say, *, as_json: bool = False) -> int:
     """``pmpm verify PREFIX``: say what differs from the record; non-zero exit when anything does."""
     report = check(prefix)
     if as_json:
-        import json
-
         say(json.dumps(report.to_dict(), indent=1))
         return 0 if report.ok else 1
     if report.ok:

@@ -27,6 +27,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from pmpm import paths
+from pmpm.env.diskspace import needs_space
 from pmpm.errors import PmpmError
 from pmpm.fsutil import atomic_write_text, sha256_file
 from pmpm.sources.extract import extract_archive
@@ -88,8 +89,6 @@ class SourceCache:
 
     def _receive(self, chunks: Iterable[bytes], name: str, *, expected: str | None) -> str:
         """Stream into a temp file beside the store; only a verified file is renamed into place."""
-        from pmpm.env.diskspace import needs_space
-
         fd, tmp = tempfile.mkstemp(prefix=".part-", dir=self._store)
         digest = hashlib.sha256()
         try:
