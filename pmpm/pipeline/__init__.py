@@ -4,7 +4,8 @@
 1. prepare (:mod:`.prepare`): the env file, the installer, the stacks, the recipes and the
    conda specs they need -> ``Loaded``, ``Prepared``
 2. conda stage (:mod:`.conda_stage`): solve, say what changes, apply it -> ``Solved``, ``Changes``
-3. build plan and 4. builds (:mod:`.builds`, with :mod:`pmpm.build.compile_stage`)
+3. build plan and 4. builds (:mod:`.builds`, with :mod:`pmpm.build.compile_stage` and
+   :mod:`pmpm.build.schedule`)
 5. record, 6. publish (modules, activation, kernel), 7. no-op state (:mod:`.finish`)
 
 All changes happen inside one :func:`pmpm.env.transaction.transaction` (prefix locks, repair of
