@@ -24,10 +24,10 @@ from pmpm import conda, paths
 from pmpm.binary_cache import BinaryCache, build_channel, index
 from pmpm.build_inputs import BuildInputs, distribution_files, distribution_of
 from pmpm.builders import Flags
-from pmpm.errors import PmpmError, located
+from pmpm.errors import PmpmError, combined, located
 from pmpm.fsutil import atomic_write_text, mirror_tree
 from pmpm.plan import Step, digest, order, recipe_for, stored_inputs
-from pmpm.recipe import RecipeBook
+from pmpm.recipe import RecipeBook, unknown_recipes
 from pmpm.record import build_details  # the record's view of a build, kept beside its key
 from pmpm.state import tree_stamp
 
@@ -298,15 +298,8 @@ class Compiler:
     # ---------------------------------------------------------------- planning
 
     def _requests(self) -> dict[str, Any]:
-        missing = []  # every unknown recipe at once, each with its env-file line
-        for request in self.spec.pmpm.packages:
-            try:
-                self.book.find(request.name, where=located(self.spec.path, request.line))
-            except PmpmError as exc:
-                missing.append(exc)
+        missing = unknown_recipes(self.spec, self.book)
         if missing:
-            from pmpm.errors import combined
-
             raise combined(missing, "in the env file's `_pmpm.packages`")
         return {r.name: r for r in self.spec.pmpm.packages}
 
