@@ -69,7 +69,13 @@ def run_reporting(call) -> int:
         # the last resort for a full disk no stage explained: never a traceback for that
         from pmpm.env.diskspace import last_resort
 
-        full = last_resort(exc)
+        full: PmpmError | None = last_resort(exc)
+        if full is None and isinstance(exc, OSError) and exc.filename:
+            full = PmpmError(
+                f"cannot use {exc.filename2 or exc.filename}: {exc.strerror or exc}",
+                hint="check that path (its type, permissions, mount); a prefix this run was "
+                "changing has been put back as it was",
+            )
         if full is None:
             raise
         print(f"error: {full}", file=sys.stderr, flush=True)

@@ -53,9 +53,11 @@ def _run(prefix: Path, program: str) -> str:
     return subprocess.run([prefix / "bin" / program], capture_output=True, text=True, check=True).stdout
 
 
-def test_recipes_build_in_order_and_install_as_conda_packages(tmp_path, project):
+def test_recipes_build_in_order_and_install_as_conda_packages(tmp_path, project, monkeypatch):
     env, _ = project
     prefix = tmp_path / "p"
+    # a cache of its own: other tests' builds of the same recipes would be taken from the cache
+    monkeypatch.setenv("PMPM_CACHE_DIR", str(tmp_path / "cache"))
     result = pmpm("conda_install", prefix, "--file", env)
     assert result.code == 0, result.text
     assert result.out.index("building greet") < result.out.index("building hello")

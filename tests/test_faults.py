@@ -187,3 +187,27 @@ def test_a_journal_cut_short_is_dropped_by_the_next_run(tmp_path, wide_channel):
     assert "up to date" in result.out and "repairing" not in result.out
     assert not jdir.exists()
     assert tree_digest(prefix) == before
+
+
+def test_a_record_that_cannot_be_written_puts_the_prefix_back(tmp_path, wide_channel):
+    """The record is part of the prefix: a failure writing it (here the path is taken by a
+    folder; a full disk is tested in test_disk_full) undoes the run's package changes too."""
+    prefix = tmp_path / "p"
+    env = write_env(tmp_path / "env.yml", [wide_channel.path], ["pkg1 1.*"])
+    assert pmpm("conda_install", prefix, "--file", env).code == 0
+    record = prefix / "conda-meta" / "pmpm" / "record.json"
+    record.unlink()
+    (record / "in-the-way").mkdir(parents=True)
+    before = tree_digest(prefix)
+
+    write_env(env, [wide_channel.path], ["pkg1 2.*"])
+    result = pmpm("conda_install", prefix, "--file", env)
+    assert result.code == 1, result.text
+    assert "Traceback" not in result.err and f"cannot use {record}: Is a directory" in result.err, result.err
+    assert tree_digest(prefix) == before
+    assert installed(prefix)["pkg1"].startswith("1.0")
+
+    (record / "in-the-way").rmdir()
+    record.rmdir()
+    assert pmpm("conda_install", prefix, "--file", env).code == 0
+    assert installed(prefix)["pkg1"].startswith("2.0") and record.is_file()

@@ -44,6 +44,8 @@ PACKAGES: dict[str, list[tuple[str, str, int]]] = {
     "disperse": [("v0.9.24", "0", 0), ("v0.9.3", "0", 0)],
     "python": [("3.11.4", "h0_3", 3), ("3.11.5", "h0_2", 2), ("3.12.1", "h0_1", 1)],
     "blas": [("1.0", "openblas_0", 0), ("1.0", "mkl_1", 1)],
+    # `1.*.3` decoys: a higher 1.x not ending in .3, a 2.x ending in .3, a longer version
+    "foo": [("1.2.3", "0", 0), ("1.5.3", "0", 0), ("1.5.4", "0", 0), ("2.0.3", "0", 0), ("1.6.3.1", "0", 0)],
 }
 
 # (spec as written in the env file, (version, build) the solver must pick)
@@ -108,6 +110,16 @@ CASES: list[tuple[str, tuple[str, str]]] = [
     ("python=3.11", ("3.11.5", "h0_2")),
     ("python 3.11.*", ("3.11.5", "h0_2")),
     ("python[version='<3.12']", ("3.11.5", "h0_2")),
+    # conda's regex versions and globs with an inner `*` (conda/models/version.py VersionSpec),
+    # which py-rattler cannot read: expanded against the channel's versions before the solve
+    ("numpy *.7.*", ("1.7.1", "py27_1")),
+    ("foo 1.*.3", ("1.5.3", "0")),
+    ("numpy ^1\\.7.*$", ("1.7.1", "py27_1")),
+    ("numpy ^1\\.(6|8)\\.\\d+$", ("1.8.0", "py27_0")),  # not 1.11.x: a regex matches the whole string
+    ("numpy ^1\\.(6|8)\\.\\d+$|1.7.0", ("1.8.0", "py27_0")),
+    ("numpy ^1\\.(6|7)\\..*$ py26*", ("1.7.1", "py26_0")),  # the build part is kept
+    ("numpy >=1,*.7.*", ("1.7.1", "py27_1")),
+    ("numpy (*.6.*|*.7.*),<1.7.1", ("1.7.0", "py27_0")),
 ]
 
 # Specs that must not solve: nothing in the channel matches them (a loose reading would pick one).
@@ -120,9 +132,9 @@ UNSATISFIABLE = [
 ]
 
 
-# conda's regex-like version globs, which py-rattler would read as version `*` plus a build
-# string: refused with the line, rather than installing what the user did not ask for.
-UNSUPPORTED = ["numpy >=1,*.7.*", "numpy *.7.*,>=1", "numpy *.7"]
+# version patterns conda refuses too (VersionSpec's "regex specs must start with '^' and end
+# with '$'", a regex that does not compile), and a glob py-rattler would read as a build string
+INVALID_PATTERNS = ["numpy ^1\\.7", "numpy 1.7.*$", "numpy ^1\\.(7$", "numpy (*.7.*", "numpy=*.7.*"]
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +184,7 @@ def test_channel_forms_solve_against_the_named_channel(tmp_path: Path, standins:
         f"{standins.path}::fftw=*=mpi_*",
         f"{standins.url}::libfoo 1.1.0",
         f"numpy[channel='{standins.url}',version='1.7']",
+        f"{standins.url}::numpy ^1\\.7\\.1$ py27*",
     ):
         spec, records = solve_env_file(tmp_path, standins.path, written)
         [dep] = spec.dependencies
@@ -182,6 +195,7 @@ def test_channel_forms_solve_against_the_named_channel(tmp_path: Path, standins:
             ("fftw", "3.3.10", "mpi_openmpi_h1_1"),
             ("libfoo", "1.1.0", "h1_1"),
             ("numpy", "1.7.0", "py27_0"),
+            ("numpy", "1.7.1", "py27_1"),
         }, written
 
 
@@ -210,14 +224,45 @@ def test_invalid_spec_reaching_the_solve_is_a_user_error(standins: LocalChannel)
     assert "requires: conda:" in str(info.value)
 
 
-@pytest.mark.parametrize("written", UNSUPPORTED)
-def test_leading_star_version_glob_is_refused_with_its_line(tmp_path: Path, written: str) -> None:
+@pytest.mark.parametrize("written", INVALID_PATTERNS)
+def test_invalid_version_pattern_is_refused_with_its_line(tmp_path: Path, written: str) -> None:
     env = tmp_path / "environment.yml"
     env.write_text(f"dependencies:\n  - python\n  - {json.dumps(written)}\n", encoding="utf-8")
     with pytest.raises(PmpmError) as info:
         load_env_file(env)
     assert str(info.value).startswith(f"{env}:3: invalid package spec `{written}`")
-    assert "version glob" in str(info.value)
+
+
+@pytest.mark.parametrize("written", ["numpy *.7", "numpy ^1\\.9\\..*$ py27*", "foo 1.*.3 py26*"])
+def test_version_pattern_nothing_matches_names_the_spec_and_line(
+    tmp_path: Path, standins: LocalChannel, written: str
+) -> None:
+    """No record matches: the error names the spec, where it was written and what is there."""
+    from clihelp import pmpm
+
+    env = tmp_path / "environment.yml"
+    env.write_text(
+        f"channels: [{standins.path}]\ndependencies:\n  - {json.dumps(written)}\n", encoding="utf-8"
+    )
+    result = pmpm("conda_install", tmp_path / "p", "--file", env, "--dry-run")
+    assert result.code != 0
+    assert "Traceback" not in result.text, result.text
+    name = written.split()[0]
+    assert f"{env}:3: no version of {name} in the channels matches `{written}`" in result.text, result.text
+    assert not (tmp_path / "p").exists()
+
+
+def test_version_pattern_in_a_recipe_or_constraint_is_expanded(standins: LocalChannel) -> None:
+    from pmpm.conda.channels import resolve_one
+
+    channels = resolve_one(str(standins.path), alias="file:///nowhere/")
+    records = conda.solve(
+        ["numpy ^1\\.(6|7)\\..*$"], channels, subdir=conda.host_subdir(), constraints=["numpy *.6.*"]
+    )
+    assert [(str(r.version), str(r.build)) for r in records] == [("1.6.2", "py27_0")]
+    with pytest.raises(PmpmError) as info:
+        conda.solve(["numpy"], channels, subdir=conda.host_subdir(), constraints=["numpy ^3\\..*$"])
+    assert "no version of numpy in the channels matches `numpy ^3\\..*$`" in str(info.value)
 
 
 def test_install_record_and_lock_keep_one_reading(tmp_path: Path, standins: LocalChannel) -> None:
@@ -247,6 +292,44 @@ def test_install_record_and_lock_keep_one_reading(tmp_path: Path, standins: Loca
     assert pmpm("export", prefix, "-o", lock).code == 0
     section, _ = read_lock(lock)
     assert section["requested"] == canonical_specs
+    again = tmp_path / "again"
+    result = pmpm("conda_install", again, "--lock", lock)
+    assert result.code == 0, result.text
+    rebuilt = {r.name.normalized: (str(r.version), str(r.build)) for r in conda.installed_records(again)}
+    assert rebuilt == {n: (str(r.version), str(r.build)) for n, r in installed.items()}
+
+
+def test_version_pattern_install_record_history_and_lock(tmp_path: Path, standins: LocalChannel) -> None:
+    """A regex/glob version installs conda's choice. conda's requested specs (conda-meta/history)
+    and the lock keep the spec as written, which conda reads with the same meaning; a record's
+    `requested_specs` (py-rattler cannot hold a regex) get the solved version; a rebuild from
+    the lock expands the spec again and installs the same records."""
+    from clihelp import pmpm
+
+    from pmpm.conda import history
+    from pmpm.record.lock import read_lock
+
+    env = tmp_path / "environment.yml"
+    env.write_text(
+        f"channels: [{standins.path}]\ndependencies:\n  - numpy ^1\\.(6|7)\\..*$ py27*\n  - foo 1.*.3\n",
+        encoding="utf-8",
+    )
+    prefix = tmp_path / "p"
+    result = pmpm("conda_install", prefix, "--file", env)
+    assert result.code == 0, result.text
+    installed = {r.name.normalized: r for r in conda.installed_records(prefix)}
+    assert {n: (str(r.version), str(r.build)) for n, r in installed.items()} == {
+        "numpy": ("1.7.1", "py27_1"),
+        "foo": ("1.5.3", "0"),
+    }
+    assert installed["numpy"].requested_specs == ["numpy ==1.7.1 py27*"]
+    assert installed["foo"].requested_specs == ["foo ==1.5.3"]
+    written = ["numpy ^1\\.(6|7)\\..*$ py27*", "foo 1.*.3"]
+    assert sorted(history.requested(prefix).values()) == sorted(written)
+    lock = tmp_path / "env.lock"
+    assert pmpm("export", prefix, "-o", lock).code == 0
+    section, _ = read_lock(lock)
+    assert sorted(section["requested"]) == sorted(written)
     again = tmp_path / "again"
     result = pmpm("conda_install", again, "--lock", lock)
     assert result.code == 0, result.text

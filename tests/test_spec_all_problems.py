@@ -55,12 +55,40 @@ def problems(path: Path) -> list[tuple[int, str]]:
     ]
 
 
-def test_saved_file_of_the_original_pmpm_reports_all_six_at_once(tmp_path: Path) -> None:
+def test_saved_file_of_the_original_pmpm_reports_all_seven_at_once(tmp_path: Path) -> None:
+    """Six refused keys, and the recipe nobody has written yet: one run names them all."""
     path = write(tmp_path, SAVED_BY_ORIGINAL)
     found = problems(path)
-    assert [line for line, _ in found] == [9, 10, 11, 12, 13, 16], found
+    assert [line for line, _ in found] == [9, 10, 11, 12, 13, 16, 18], found
     assert all(("_pmpm.fast_update" in m) == (line == 9) for line, m in found)
-    assert "_pmpm.tune: skylake" in found[-1][1]
+    assert "_pmpm.tune: skylake" in found[-2][1]
+    assert found[-1][1] == "no recipe named 'toast'"
+
+
+def test_unknown_recipes_come_with_the_other_problems(tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    path = write(
+        tmp_path,
+        """\
+        dependencies:
+          - "foo >>=1"
+        _pmpm:
+          recipes: [mine, ./missing]
+          packages: [zlib, nosuchlib]
+          bogus: 1
+        """,
+    )
+    result = pmpm("conda_install", tmp_path / "p", "--file", path, "--dry-run")
+    assert result.code == 1 and "Traceback" not in result.err, result.text
+    assert "3 problems in the environment file" in result.err, result.err
+    assert f"{tmp_path / 'missing'} (which does not exist)" in result.err, result.err
+    for expected in (
+        f"{path}:2: invalid package spec `foo >>=1`",
+        f"{path}:5: no recipe named 'nosuchlib'",
+        f"{path}:6: unknown `_pmpm` key `bogus`",
+    ):
+        assert expected in result.err, result.err
+    assert not (tmp_path / "p").exists()
 
 
 def test_each_problem_keeps_its_hint(tmp_path: Path) -> None:
@@ -68,7 +96,7 @@ def test_each_problem_keeps_its_hint(tmp_path: Path) -> None:
     with pytest.raises(PmpmError) as info:
         load_env_file(path, subdir="linux-64")
     text = str(info.value)
-    assert text.startswith("6 problems in the environment file:")
+    assert text.startswith("7 problems in the environment file:")
     for hint in ("remove `fast_update`", "add `- nomkl` to `dependencies`", "`--update`", "source cache"):
         assert hint in text, hint
 

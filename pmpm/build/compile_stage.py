@@ -23,11 +23,11 @@ from pmpm.build.binary_cache import BinaryCache
 from pmpm.build.environment import ToolContext, build_env, mpi_values, python_values
 from pmpm.build.inputs import BuildInputs, builder_identity, distribution_files, distribution_of
 from pmpm.build.plan import Step, digest, order, recipe_for, stored_inputs
-from pmpm.build.recipe import RecipeBook
+from pmpm.build.recipe import RecipeBook, unknown_recipes
 from pmpm.builders import BuildContext, Flags, registry
 from pmpm.conda import engine as conda
 from pmpm.env.state import tree_stamp
-from pmpm.errors import PmpmError, combined, located
+from pmpm.errors import combined, located
 from pmpm.host.mpi.choice import decide
 
 if TYPE_CHECKING:
@@ -167,12 +167,7 @@ class Compiler:
     # ---------------------------------------------------------------- planning
 
     def _requests(self) -> dict[str, Any]:
-        missing = []  # every unknown recipe at once, each with its env-file line
-        for request in self.spec.pmpm.packages:
-            try:
-                self.book.find(request.name, where=located(self.spec.path, request.line))
-            except PmpmError as exc:
-                missing.append(exc)
+        missing = unknown_recipes(self.spec, self.book)  # all at once, each with its line
         if missing:
             raise combined(missing, "in the env file's `_pmpm.packages`")
         return {r.name: r for r in self.spec.pmpm.packages}

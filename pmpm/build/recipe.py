@@ -79,6 +79,19 @@ class Recipe:
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
+def unknown_recipes(spec: Any, book: RecipeBook | None = None) -> list[PmpmError]:
+    """Every package of an env file's ``_pmpm.packages`` with no recipe, each with its line, so a
+    file with several takes one run to fix (the env file's other problems are reported with them)."""
+    book = book or RecipeBook(list(spec.pmpm.recipes))
+    missing = []
+    for request in spec.pmpm.packages:
+        try:
+            book.find(request.name, where=located(spec.path, request.line))
+        except PmpmError as exc:
+            missing.append(exc)
+    return missing
+
+
 class RecipeBook:
     """All recipes visible to one env file, by name, in lookup order."""
 
@@ -104,7 +117,9 @@ class RecipeBook:
             return sources[name]
         close = difflib.get_close_matches(name, list(sources), n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ""
-        folders = ", ".join(str(f) for f in [*self.folders, builtin_dir()])
+        folders = ", ".join(
+            str(f) if f.is_dir() else f"{f} (which does not exist)" for f in [*self.folders, builtin_dir()]
+        )
         raise PmpmError(
             f"no recipe named {name!r}",
             where=where,

@@ -192,24 +192,36 @@ def solve(
 
     ``describe`` maps a package name to where the user wrote it (``file:line``), so an
     unsatisfiable request names the lines to change. Every spec and constraint is read here
-    with conda's lenient rules (:func:`pmpm.matchspec.parse`): the solver's own string
+    with conda's lenient rules (:func:`pmpm.spec.matchspec.parse`): the solver's own string
     parsing is strict and refuses ``fftw=*=mpi_*`` or ``libfoo 1.1.0``, which conda accepts.
+    conda's regex and inner-``*`` glob versions (``numpy ^1\\.7.*$``, ``numpy *.7.*``) are made
+    explicit first from the same gateway's records (:func:`pmpm.spec.matchspec.expand`).
     """
     from rattler import Channel
     from rattler import solve as rattler_solve
 
-    from pmpm.spec.matchspec import for_solver
+    from pmpm.spec.matchspec import NoVersionMatches, expand, for_solver, pattern_names
 
     requests = for_solver(list(specs))
     constraint_specs = for_solver(list(constraints))
     sources = [Channel(c.url) for c in channels]
+    platforms: list[Any] = [subdir, "noarch"]  # conda subdir names, as py-rattler takes them
+    gateway = _gateway(offline)
 
-    async def go():
+    async def go() -> list[RepoDataRecord]:
+        nonlocal requests, constraint_specs
+        names = pattern_names(requests + constraint_specs)
+        if names:  # conda regex/glob versions: made explicit from the records the solve reads
+            known: dict[str, list[RepoDataRecord]] = {}
+            found = await gateway.query(sources, platforms, names, recursive=False)
+            for record in (r for per_source in found for r in per_source):
+                known.setdefault(record.name.normalized, []).append(record)
+            requests, constraint_specs = expand(requests, known), expand(constraint_specs, known)
         return await rattler_solve(
             sources,
             requests,
-            gateway=_gateway(offline),
-            platforms=[subdir, "noarch"],
+            gateway=gateway,
+            platforms=platforms,
             locked_packages=list(locked),
             virtual_packages=detect_virtual_packages(),
             constraints=constraint_specs or None,
@@ -217,6 +229,10 @@ def solve(
 
     try:
         return run_coroutine(go(), settle=False)
+    except NoVersionMatches as exc:
+        name = exc.spec.name.normalized
+        exc.where = exc.where or (describe or {}).get(name)
+        raise
     except Exception as exc:
         raise _explain_solve_error(exc, channels, describe or {}, offline) from None
 

@@ -24,9 +24,9 @@ CACHE_TAG = "CACHEDIR.TAG"
 
 def spec_name(spec: str) -> str | None:
     """The package a match spec names (None for a spec that names none, such as ``*``)."""
-    from rattler import MatchSpec
+    from pmpm.spec.matchspec import parse
 
-    name = MatchSpec(spec, strict=False).name
+    name = parse(spec).name  # conda's reading: also regex/glob versions (`numpy ^1\.7.*$`)
     return None if name is None else name.normalized
 
 
@@ -43,7 +43,7 @@ def requested_specs(
     except a conda package of a solve's answer (``solved``): nobody asked for it any more. The
     compiled packages are never decided by the conda solve, so they keep theirs then too.
     """
-    from rattler import MatchSpec
+    from pmpm.spec.matchspec import for_installer
 
     given: dict[str, list[str]] = {}
     for spec in requested or ():
@@ -58,7 +58,7 @@ def requested_specs(
             specs += given[name]
         elif not (solved and not is_compiled(record)):
             specs += own.get(name, [])
-    return [MatchSpec(s, strict=False)._match_spec for s in dict.fromkeys(specs)]
+    return [for_installer(s, list(records))._match_spec for s in dict.fromkeys(specs)]
 
 
 def fill_md5(records: Iterable[RepoDataRecord]) -> None:

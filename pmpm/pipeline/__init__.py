@@ -6,7 +6,8 @@
 2. conda stage (:mod:`.conda_stage`): solve, say what changes, apply it -> ``Solved``, ``Changes``
 3. build plan and 4. builds (:mod:`.builds`, with :mod:`pmpm.build.compile_stage` and
    :mod:`pmpm.build.schedule`)
-5. record, 6. publish (modules, activation, kernel), 7. no-op state (:mod:`.finish`)
+5. record (inside the journal), 6. publish (modules, activation, kernel), 7. no-op state
+   (:mod:`.finish`)
 
 All changes happen inside one :func:`pmpm.env.transaction.transaction` (prefix locks, repair of
 an interrupted run, journal, rollback). The front doors -- :mod:`pmpm.commands.conda_install`,
@@ -20,7 +21,7 @@ from __future__ import annotations
 from pmpm.conda import engine as conda
 from pmpm.env.transaction import transaction
 from pmpm.pipeline.conda_stage import apply, apply_backend, changes, solve
-from pmpm.pipeline.finish import finish
+from pmpm.pipeline.finish import finish, record
 from pmpm.pipeline.prepare import load, prepare, up_to_date
 from pmpm.pipeline.types import Changes, Loaded, Prepared, Request, Say, Solved
 
@@ -39,18 +40,23 @@ def run(request: Request, say: Say) -> int:
             return 0
         prepared = prepare(loaded, say)
         if loaded.opts.backend != "rattler":
-            apply_backend(prepared, txn, say)
+            with txn.changing():
+                apply_backend(prepared, say)
+                record(prepared, say)
             finish(prepared, say)
             say(f"{layout.root} is ready ({loaded.opts.backend})")
             return 0
         solved = solve(prepared, say)
         todo = changes(solved)
         if todo.nothing(solved):
+            record(prepared, say)
             finish(prepared, say)
             total = len(solved.records) + len(todo.compiled)
             say(f"{layout.root} already has what {loaded.opts.file} asks for ({total} packages)")
             return 0
-        apply(solved, todo, txn, say)
+        with txn.changing():  # the journal: any failure in here puts every stack back
+            apply(solved, todo, say)
+            record(prepared, say)
         finish(prepared, say)
         built = len(prepared.compiler.planned) if prepared.compiler else 0
         say(f"{layout.root} is ready: {len(solved.records)} conda packages, {built} compiled")

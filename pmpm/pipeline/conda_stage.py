@@ -10,7 +10,6 @@ from pmpm.conda import backends, history, variables
 from pmpm.conda import engine as conda
 from pmpm.conda.channels import channel_alias
 from pmpm.conda.pip_stage import install_pip
-from pmpm.env.transaction import Transaction
 from pmpm.errors import located
 from pmpm.host.mpi.choice import check_conda_mpi, conda_constraints, decide, external_before_solve
 from pmpm.pipeline.builds import build
@@ -105,9 +104,9 @@ def changes(solved: Solved) -> Changes:
     )
 
 
-def apply(solved: Solved, todo: Changes, txn: Transaction, say: Say) -> None:
-    """Change the stacks under the journal: conda packages, variables, pip, the builds, and
-    conda's history."""
+def apply(solved: Solved, todo: Changes, say: Say) -> None:
+    """Change the stacks (inside the run's journal, ``Transaction.changing``): conda packages,
+    variables, pip, the builds, and conda's history."""
     prepared = solved.prepared
     spec, layout, opts = prepared.loaded.spec, prepared.loaded.layout, prepared.loaded.opts
     keep = {r.url for r in solved.installed if r.name.normalized not in todo.damaged}
@@ -116,43 +115,42 @@ def apply(solved: Solved, todo: Changes, txn: Transaction, say: Say) -> None:
         say(str(change))
     if todo.damaged:
         say("relinking damaged packages: " + ", ".join(sorted(todo.damaged)))
-    with txn.changing():
-        if todo.conda or todo.damaged or (todo.respec and layout.conda is not None):  # (records keep files)
-            assert layout.conda is not None  # a solve without a conda stack changes nothing
-            conda.install(
-                solved.records,
-                layout.conda,
-                installed=solved.installed,
-                requested=prepared.specs,
-                solved=True,
-                reinstall=set(todo.damaged),
-                ignored=set(todo.compiled) if layout.conda == layout.compile else set(),
-            )
-        variables.write(layout.conda or layout.compile, spec.variables)
-        if spec.pip:
-            require_conda_stack(spec, layout, "pip: entries")
-            assert layout.conda is not None
-            install_pip(spec, layout.conda, offline=opts.offline)
-        build(prepared.compiler, layout.compile, todo.steps, say, set(todo.compiled))
-        before = {
-            layout.compile: solved.compiled_side,
-            **({layout.conda: solved.installed} if layout.conda else {}),
-        }
-        history.write_run(spec, layout, prepared.specs, before, alias=channel_alias(opts.channel_alias))
+    if todo.conda or todo.damaged or (todo.respec and layout.conda is not None):  # (records keep files)
+        assert layout.conda is not None  # a solve without a conda stack changes nothing
+        conda.install(
+            solved.records,
+            layout.conda,
+            installed=solved.installed,
+            requested=prepared.specs,
+            solved=True,
+            reinstall=set(todo.damaged),
+            ignored=set(todo.compiled) if layout.conda == layout.compile else set(),
+        )
+    variables.write(layout.conda or layout.compile, spec.variables)
+    if spec.pip:
+        require_conda_stack(spec, layout, "pip: entries")
+        assert layout.conda is not None
+        install_pip(spec, layout.conda, offline=opts.offline)
+    build(prepared.compiler, layout.compile, todo.steps, say, set(todo.compiled))
+    before = {
+        layout.compile: solved.compiled_side,
+        **({layout.conda: solved.installed} if layout.conda else {}),
+    }
+    history.write_run(spec, layout, prepared.specs, before, alias=channel_alias(opts.channel_alias))
 
 
-def apply_backend(prepared: Prepared, txn: Transaction, say: Say) -> None:
-    """The conda stage by an external installer (it solves), then the builds."""
+def apply_backend(prepared: Prepared, say: Say) -> None:
+    """The conda stage by an external installer (it solves), then the builds (inside the run's
+    journal)."""
     spec, layout, opts = prepared.loaded.spec, prepared.loaded.layout, prepared.loaded.opts
     backend = opts.backend or "rattler"
     backends.executable(backend)
     require_conda_stack(spec, layout, f"`--backend {backend}`")
     assert layout.conda is not None
-    with txn.changing():
-        specs = [*prepared.specs, *prepared.recipe_specs]
-        backends.install_with(backend, spec, layout.conda, prepared.channels, specs, offline=opts.offline)
-        install_pip(spec, layout.conda, offline=opts.offline)
-        before = {stack: conda.installed_records(stack) for stack in layout.prefixes}
-        build(prepared.compiler, layout.compile, None, say)
-        # the tool wrote its own entry; this one adds the compiled packages
-        history.write_run(spec, layout, prepared.specs, before, alias=channel_alias(opts.channel_alias))
+    specs = [*prepared.specs, *prepared.recipe_specs]
+    backends.install_with(backend, spec, layout.conda, prepared.channels, specs, offline=opts.offline)
+    install_pip(spec, layout.conda, offline=opts.offline)
+    before = {stack: conda.installed_records(stack) for stack in layout.prefixes}
+    build(prepared.compiler, layout.compile, None, say)
+    # the tool wrote its own entry; this one adds the compiled packages
+    history.write_run(spec, layout, prepared.specs, before, alias=channel_alias(opts.channel_alias))

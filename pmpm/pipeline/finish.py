@@ -1,5 +1,5 @@
-"""Stages 5 to 7: record what made the result, publish it (modulefiles, Jupyter kernel), then
-save the state that makes an identical next run a no-op.
+"""Stages 5 to 7: record what made the result (inside the run's journal), publish it
+(modulefiles, Jupyter kernel), then save the state that makes an identical next run a no-op.
 
 In this order: a run that stops (or fails writing a module) before the last step leaves no
 no-op state, so the next run writes the record and the modules again.
@@ -22,13 +22,19 @@ from pmpm.record.api import write_record
 from pmpm.spec.model import EnvSpec
 
 
+def record(prepared: Prepared, say: Say) -> None:
+    """Write the layout and the record: part of the prefix, so a run that changed the prefix
+    calls this inside its journal and a failure here (a full disk) puts the prefix back."""
+    loaded = prepared.loaded
+    layouts.write(loaded.layout)
+    written = write_record(loaded.layout, loaded.opts.file)
+    say(f"environment id: {written.environment_id}")
+
+
 def finish(prepared: Prepared, say: Say) -> None:
-    """Record, publish, and save the no-op state of a successful run."""
+    """Publish, and save the no-op state of a successful run (after :func:`record`)."""
     loaded = prepared.loaded
     layout = loaded.layout
-    layouts.write(layout)
-    record = write_record(layout, loaded.opts.file)
-    say(f"environment id: {record.environment_id}")
     publish(loaded.spec, layout, say)
 
     watched: list[Path] = []

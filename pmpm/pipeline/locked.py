@@ -66,26 +66,25 @@ def run_locked(request: LockedRequest, say: Say) -> Record:
     prefix = request.layout.root
     conda.verify_local_sha256(request.records)
     work = paths.from_lock_dir(prefix)
-    with transaction([prefix], say) as txn:
-        with txn.changing():
-            installed = conda.installed_records(prefix)
-            say(f"installing {len(request.records)} locked conda packages into {prefix} (no solve)")
-            conda.install(
-                request.records,
-                prefix,
-                installed=installed,
-                requested=request.requested,
-                ignored={r.name.normalized for r in installed if conda.is_compiled(r)},
-            )
-            variables.write(prefix, request.variables)
-            env_file = None
-            if request.env_file_text:
-                env_file = work / "environment.yml"  # the record keeps the original env file's text
-                atomic_write_text(env_file, request.env_file_text)
-            if request.builds:
-                _build(request, locked_spec(request, work / "recipes"), say)
-            _write_history(prefix, installed, request.requested)
-        return write_record(request.layout, env_file)
+    with transaction([prefix], say) as txn, txn.changing():
+        installed = conda.installed_records(prefix)
+        say(f"installing {len(request.records)} locked conda packages into {prefix} (no solve)")
+        conda.install(
+            request.records,
+            prefix,
+            installed=installed,
+            requested=request.requested,
+            ignored={r.name.normalized for r in installed if conda.is_compiled(r)},
+        )
+        variables.write(prefix, request.variables)
+        env_file = None
+        if request.env_file_text:
+            env_file = work / "environment.yml"  # the record keeps the original env file's text
+            atomic_write_text(env_file, request.env_file_text)
+        if request.builds:
+            _build(request, locked_spec(request, work / "recipes"), say)
+        _write_history(prefix, installed, request.requested)
+        return write_record(request.layout, env_file)  # in the journal: part of the prefix
 
 
 def locked_spec(request: LockedRequest, recipes: Path) -> EnvSpec:

@@ -47,6 +47,9 @@ def load_env_file(path: Path, *, subdir: str | None = None) -> EnvSpec:
     reader = _Reader(path, subdir, known_subdirs)
     spec = reader.read(root.value)
     if reader.problems:
+        from pmpm.build.recipe import unknown_recipes  # only on the error path: recipes load jinja2
+
+        reader.problems += unknown_recipes(spec)
         reader.problems.sort(key=_line_of)
         raise combined(reader.problems, "in the environment file")
     return spec
