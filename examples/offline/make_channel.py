@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rattler.index import index_fs
 
-from pmpm.package import PackageMeta, pack
+from pmpm.build.package import PackageMeta, pack
 
 HERE = Path(__file__).resolve().parent
 CHANNEL = HERE / "channel"
