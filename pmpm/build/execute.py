@@ -109,7 +109,8 @@ def run_tests(
         extra["PYTHONPATH"] = os.pathsep.join([*map(str, site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     for command in commands:
         text = command.replace(str(built_for), prefix) if built_for != test_prefix else command
-        run_command(Command("test", (text,), cwd, extra, shell=True), env, log, package=package)
+        step = Command("test", (text,), cwd, extra, shell=True)  # shell: recipe tests, run by bash -e
+        run_command(step, env, log, package=package)
 
 
 #: what a configure step bakes into the build folder besides its own arguments
