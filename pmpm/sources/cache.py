@@ -24,14 +24,14 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from pmpm import paths
 from pmpm.env.diskspace import needs_space
 from pmpm.errors import PmpmError
 from pmpm.fsutil import atomic_write_text, sha256_file
 from pmpm.sources.extract import extract_archive
-from pmpm.sources.spec import COMMIT, HEX64, FetchedSource, SourceSpec
+from pmpm.sources.spec import COMMIT, HEX64, FetchedSource, SourceSpec, sdist_key
 from pmpm.sources.transport import (
     FetchFailed,
     chunks,
@@ -331,7 +331,7 @@ class SourceCache:
         for folder in _mirror_folders():
             candidates.extend(_files_below(folder))
         for file in candidates:
-            if _sdist_key(file.name) == want:
+            if sdist_key(file.name) == want:
                 return file
         return None
 
@@ -369,17 +369,6 @@ class _Mismatch(Exception):
     def __init__(self, actual: str) -> None:
         super().__init__(actual)
         self.actual = actual
-
-
-def _sdist_key(filename: str) -> tuple[str, Version] | None:
-    for suffix in (".tar.gz", ".zip", ".tar.bz2", ".tar.xz", ".tgz"):
-        if filename.endswith(suffix):
-            name, _, version = filename[: -len(suffix)].rpartition("-")
-            try:
-                return canonicalize_name(name), Version(version)
-            except InvalidVersion:
-                return None
-    return None
 
 
 def _mirror_folders() -> list[Path]:

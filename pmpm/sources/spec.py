@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from pmpm.errors import PmpmError
@@ -86,6 +87,18 @@ class FetchedSource:
     identity: str  # "sha256:<hex>" (url, pypi), "git:<commit>", "tree:<hex>" (path)
     archive: Path | None  # the cached archive (url, pypi)
     origin: str  # URL that served the bytes (a cache hit: the first URL), git URL, name==version, path
+
+
+def sdist_key(filename: str) -> tuple[str, Version] | None:
+    """The (normalised name, version) an sdist's file name says, as a `pypi:` spec names one."""
+    for suffix in (".tar.gz", ".zip", ".tar.bz2", ".tar.xz", ".tgz"):
+        if filename.endswith(suffix):
+            name, _, version = filename[: -len(suffix)].rpartition("-")
+            try:
+                return canonicalize_name(name), Version(version)
+            except InvalidVersion:
+                return None
+    return None
 
 
 def _spec_error(message: str, where: str) -> PmpmError:
