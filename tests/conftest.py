@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from factories import DemoChannel, LocalChannel, build_demo_channel
+
+from tests.factories import DemoChannel, LocalChannel, build_demo_channel
 
 
 @pytest.fixture(autouse=True, scope="session")

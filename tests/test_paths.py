@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from factories import DemoChannel, rattler_install
 
 from pmpm import paths
 from pmpm.env import inventory, journal, layout, state
 from pmpm.host.target import cpu_fingerprint, host_target_name
 from pmpm.record import api as records
 from pmpm.record import verify
+from tests.factories import DemoChannel, rattler_install
 
 ROOT = Path(__file__).resolve().parent.parent
 PMPM = ROOT / "pmpm"

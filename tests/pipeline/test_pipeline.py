@@ -17,7 +17,7 @@ from pmpm.pipeline.conda_stage import changes, solve
 from pmpm.pipeline.locked import LockedBuild, LockedRequest, locked_spec
 from pmpm.pipeline.prepare import load, prepare
 from pmpm.spec.envfile import load_env_file
-from tests.test_compile_stage import project  # noqa: F401  (the recipes-and-sources fixture)
+from tests.build.test_compile_stage import project  # noqa: F401  (the recipes-and-sources fixture)
 
 
 def _request(prefix: Path, env: Path, **options: object) -> pipeline.Request:

@@ -14,13 +14,13 @@ import re
 from pathlib import Path
 
 import pytest
-from clihelp import REALWORLD, pmpm
-from factories import LocalChannel
 
 from pmpm.build.package import PackageMeta
 from pmpm.conda.channels import FALLBACK
 from pmpm.spec.envfile import load_env_file
 from pmpm.spec.model import EnvSpec
+from tests.clihelp import REALWORLD, pmpm
+from tests.factories import LocalChannel
 
 ENVS = REALWORLD / "envs"
 if not ENVS.is_dir():

@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 import pytest
-from factories import LocalChannel
 
 from pmpm.build.package import PackageMeta
 from pmpm.conda import engine as conda
@@ -22,6 +21,7 @@ from pmpm.conda.channels import resolve_channels, spec_for_solver
 from pmpm.errors import PmpmError
 from pmpm.spec.envfile import load_env_file
 from pmpm.spec.matchspec import canonical, parse
+from tests.factories import LocalChannel
 
 # name: [(version, build, build_number)]; the decoys (nompi builds with a higher build number,
 # versions just outside a range) are what a wrong reading would pick.

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from clihelp import pmpm
+from tests.clihelp import pmpm
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "offline"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "offline"
 
 
 def test_the_offline_example_builds_and_runs(tmp_path: Path, monkeypatch) -> None:

@@ -15,7 +15,7 @@ from pmpm.errors import PmpmError
 from pmpm.spec.envfile import load_env_file
 from pmpm.spec.model import EnvSpec
 
-ENVS = (Path(__file__).resolve().parents[1].parent / "shared" / "realworld" / "envs").resolve()
+ENVS = (Path(__file__).resolve().parents[2].parent / "shared" / "realworld" / "envs").resolve()
 
 if not ENVS.is_dir():
     pytest.skip(f"real-world env files not found at {ENVS}", allow_module_level=True)

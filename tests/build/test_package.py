@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 from conda_package_handling import api as cph
-from factories import DemoChannel, LocalChannel, rattler_install, write_tree
 from rattler.exceptions import InstallerError, SolverError
 from rattler.package import IndexJson, PathsJson
 
 from pmpm.build.package import PackageMeta, host_subdir, pack
 from pmpm.errors import PmpmError
+from tests.factories import DemoChannel, LocalChannel, rattler_install, write_tree
 
 PLACEHOLDER = "/opt/pmpm-build_placehold_placehold_placehold"
 

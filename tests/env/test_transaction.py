@@ -16,8 +16,8 @@ from pmpm.env.diskspace import DiskFull
 from pmpm.env.transaction import transaction
 from pmpm.errors import PmpmError
 from tests.clihelp import pmpm, tree_digest, write_env
+from tests.env.test_disk_full import fill, tmpfs  # noqa: F401  (the tmpfs fixture)
 from tests.factories import LocalChannel
-from tests.test_disk_full import fill, tmpfs  # noqa: F401  (the tmpfs fixture)
 
 
 class Boom(Exception):

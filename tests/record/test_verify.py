@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from factories import write_demo_wheel
 
 from tests.clihelp import pmpm, tree_digest
+from tests.factories import write_demo_wheel
 from tests.recordhelp import make_project, record_of
 
 #: a compiled script whose shebang names the prefix: conda-pack rewrites it to `#!/usr/bin/env`

@@ -11,10 +11,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from clihelp import pmpm
 
 from pmpm.errors import PmpmError
 from pmpm.spec.envfile import load_env_file
+from tests.clihelp import pmpm
 
 # what the original pmpm wrote when it saved an environment (its keys, its empty prefix names)
 SAVED_BY_ORIGINAL = """\

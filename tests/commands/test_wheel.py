@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from debian_sources import DebianSourceUnavailable, fetch_debian_orig
 
 from tests.clihelp import REPO, installed
+from tests.debian_sources import DebianSourceUnavailable, fetch_debian_orig
 
 pytestmark = pytest.mark.slow
 

@@ -16,10 +16,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from debian_sources import DebianSourceUnavailable, fetch_debian_orig
 
 from pmpm.host.detect import detect_host
 from tests.clihelp import installed, pmpm, tree_digest
+from tests.debian_sources import DebianSourceUnavailable, fetch_debian_orig
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_broken_recipe_leaves_prefix_identical_and_names_its_log(tmp_path, demo_
 
     recipes = tmp_path / "recipes"
     recipes.mkdir()
-    broken = (Path(__file__).resolve().parents[1] / "pmpm" / "recipes" / "cjson.yaml").read_text()
+    broken = (Path(__file__).resolve().parents[2] / "pmpm" / "recipes" / "cjson.yaml").read_text()
     broken = broken.replace("    - -DENABLE_CJSON_TEST=OFF", "    - -DCMAKE_C_COMPILER=/nonexistent/cc")
     (recipes / "cjson.yaml").write_text(broken)
     env.write_text(env.read_text().replace("_pmpm:\n", "_pmpm:\n  recipes: [recipes]\n"))

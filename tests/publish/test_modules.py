@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from factories import LocalChannel
 
 from pmpm.build.package import PackageMeta
 from tests.clihelp import pmpm, write_env
+from tests.factories import LocalChannel
 
 # --- the module tools ------------------------------------------------------------------------
 

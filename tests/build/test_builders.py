@@ -21,13 +21,6 @@ import venv
 from pathlib import Path
 
 import pytest
-from debian_sources import (
-    AptSource,
-    DebianSourceUnavailable,
-    fetch_debian_orig,
-    parse_deb822,
-    parse_one_line,
-)
 
 from pmpm.builders import BuildContext, Flags, Step, registry
 from pmpm.builders.autotools import AutotoolsBuilder
@@ -37,6 +30,13 @@ from pmpm.builders.meson import MesonBuilder
 from pmpm.builders.python import PythonBuilder
 from pmpm.builders.script import ScriptBuilder
 from pmpm.errors import PmpmError
+from tests.debian_sources import (
+    AptSource,
+    DebianSourceUnavailable,
+    fetch_debian_orig,
+    parse_deb822,
+    parse_one_line,
+)
 
 X86 = platform.machine() in ("x86_64", "AMD64")
 MARCH = "-march=x86-64-v2" if X86 else ""
