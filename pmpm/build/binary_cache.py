@@ -12,7 +12,8 @@ what a build would make, and installing it is all there is to do. Places searche
    ``pmpm cache push DIR`` into the folder it serves); files are checked against its repodata's
    sha256 before use.
 
-``pmpm cache list | push DIR | prune`` look after the local build channel.
+``pmpm cache list | push DIR | prune`` look after the local build channel; ``pmpm cache check``
+rebuilds packages with ``PMPM_BINARY_CACHE=off`` (the shared cache neither read nor written).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class BinaryCache:
                 self.folder = path if path.is_absolute() else (base_dir / path).resolve()
         self._remote_index: dict[str, dict] | None = None
         self._stored = False
+        if os.environ.get("PMPM_BINARY_CACHE") == "off":  # `pmpm cache check`'s rebuilds
+            self.folder = self.url = None
 
     def find(self, filename: str) -> Path | None:
         for channel in (build_channel(), self.folder):

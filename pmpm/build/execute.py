@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pmpm.build.package import PackageMeta, pack
+from pmpm.build.rpath import relative_rpaths
 from pmpm.builders import BuildContext, Flags
 from pmpm.builders import Step as Command
 from pmpm.errors import PmpmError
@@ -191,7 +192,10 @@ def build_package(
             "install into $STAGE_PREFIX)",
             log=log,
         )
-    meta = PackageMeta(name, version, build_string, depends=tuple(depends), extra=extra)
+    relative_rpaths(staged, str(prefix))  # $ORIGIN/../lib: the libraries are found in any prefix
+    epoch = env.get("SOURCE_DATE_EPOCH")  # the source's time, not the build's (pmpm.sources.epoch)
+    timestamp = int(epoch) * 1000 if epoch and epoch.isdigit() else None
+    meta = PackageMeta(name, version, build_string, depends=tuple(depends), extra=extra, timestamp=timestamp)
     package = pack(staged, meta, out_dir, placeholder=str(prefix))
     files = sum(1 for _ in staged.rglob("*"))
     return BuildResult(package, log, files, staged)

@@ -21,14 +21,13 @@ import json
 import os
 import platform as _platform
 import re
-import shutil
 import tempfile
-import threading
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pmpm.build.archive import write_conda
 from pmpm.build.staged_tree import Entry, collect, describe
 from pmpm.errors import PmpmError
 
@@ -148,8 +147,10 @@ def pack(
     except the paths listed in ``external_symlinks``, whose targets ship verbatim (for links that
     must point at the host, such as a venv's ``bin/python``). Empty directories are dropped.
 
-    The archive is written under a temporary name and renamed, so ``out_dir`` never holds a
-    half-written package. Returns the package path.
+    The archive's bytes depend only on the tree's contents, executable bits and ``meta``
+    (:mod:`pmpm.build.archive`: sorted members, the package's time, no owners). It is written
+    under a temporary name and renamed, so ``out_dir`` never holds a half-written package.
+    Returns the package path.
     """
     staged = Path(staged)
     out_dir = Path(out_dir)
@@ -159,26 +160,27 @@ def pack(
         _check_placeholder(placeholder, meta)
     entries = collect(staged, meta, placeholder, frozenset(external_symlinks))
     paths, has_prefix = describe(staged, entries, placeholder)
-    info = _info_files(meta, placeholder, entries, paths, has_prefix, _timestamp(meta, staged, entries))
+    timestamp = _timestamp(meta, staged, entries)
+    info = _info_files(meta, placeholder, entries, paths, has_prefix, timestamp)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{meta.filename}.", dir=out_dir))
+    final = out_dir / meta.filename
+    fd, scratch = tempfile.mkstemp(prefix=f".{meta.filename}.", dir=out_dir)
+    os.close(fd)
     try:
-        root = work / "root"
-        (root / "info").mkdir(parents=True)
-        for name, text in info.items():
-            (root / "info" / name).write_text(text, encoding="utf-8")
-        _mirror(staged, entries, root)
-        # The inner archives are named after the file (pkg-<n-v-b>.tar.zst) and readers look
-        # them up by the outer file name, so create under the final name in the scratch dir.
-        built = work / meta.filename
-        _create_archive(
-            root, [f"info/{name}" for name in info] + [e.path for e in entries], built, compression_level
+        write_conda(
+            Path(scratch),
+            name=meta.filename,
+            info=info,
+            root=staged,
+            payload=[(e.path, e.target if e.is_link else None) for e in entries],
+            mtime=timestamp // 1000,
+            level=compression_level,
         )
-        final = out_dir / meta.filename
-        os.replace(built, final)
+        os.replace(scratch, final)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(scratch)
     return final
 
 
@@ -260,40 +262,3 @@ def _info_files(
 
 def _quote(path: str) -> str:
     return f'"{path}"' if " " in path else path
-
-
-def _mirror(staged: Path, entries: list[Entry], root: Path) -> None:
-    """Reproduce the payload under ``root`` next to ``info/``, as the archiver wants one tree.
-
-    Files are hard-linked when possible (no copy of a large build); a second name for an inode
-    already linked is copied instead, so the archive holds plain files and no tar hard-link
-    members, which not every reader handles.
-    """
-    seen: set[tuple[int, int]] = set()
-    for entry in entries:
-        dst = root / entry.path
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if entry.is_link:
-            os.symlink(entry.target or "", dst)
-            continue
-        src = staged / entry.path
-        st = os.lstat(src)
-        key = (st.st_dev, st.st_ino)
-        if key not in seen:
-            seen.add(key)
-            with contextlib.suppress(OSError):
-                os.link(src, dst)
-                continue
-        shutil.copy2(src, dst)
-
-
-#: conda-package-handling changes the process's working folder while it writes an archive, so
-#: packages built side by side (pmpm.build.compile_stage) are packed one at a time
-_ARCHIVING = threading.Lock()
-
-
-def _create_archive(root: Path, files: list[str], out: Path, level: int) -> None:
-    from conda_package_handling import api
-
-    with _ARCHIVING:
-        api.create(str(root), files, out.name, out_folder=str(out.parent), compression_level=level)

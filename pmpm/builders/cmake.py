@@ -38,6 +38,9 @@ class CMakeBuilder:
             "CMAKE_PREFIX_PATH": str(ctx.prefix),
             "CMAKE_INSTALL_LIBDIR": "lib",
             "CMAKE_INSTALL_RPATH": str(lib),
+            # build-tree RPATHs relative ($ORIGIN): the linker's build id, computed before
+            # install rewrites them, then does not name the build folder (reproducible builds)
+            "CMAKE_BUILD_RPATH_USE_ORIGIN": "ON",
             "CMAKE_BUILD_TYPE": "Release",
             "CMAKE_EXPORT_COMPILE_COMMANDS": "ON",  # the exact compile lines, kept as a record
             "CMAKE_C_FLAGS": _joined(f.cppflags, f.cflags),

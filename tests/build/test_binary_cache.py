@@ -59,7 +59,10 @@ def _check(prefix: Path, tmp_path: Path) -> None:
     assert done.stdout == f"hello from {tmp_path.name}\n"
     assert (prefix / "share" / "hello-prefix.txt").read_text() == f"{prefix}\n"
     ldd = subprocess.run(["ldd", prefix / "bin" / "hello"], capture_output=True, text=True).stdout
-    assert f"{prefix}/lib/libgreet.so" in ldd
+    found = re.search(r"libgreet\.so => (\S+)", ldd)
+    assert found and os.path.realpath(found[1]) == os.path.realpath(prefix / "lib" / "libgreet.so"), ldd
+    dynamic = subprocess.run(["readelf", "-d", prefix / "bin" / "hello"], capture_output=True, text=True)
+    assert "Library runpath: [$ORIGIN/../lib]" in dynamic.stdout  # relative: found in any prefix
     assert "placehold" not in (prefix / "bin" / "hello").read_bytes().decode("latin-1").replace("\0", "")
 
 
@@ -176,3 +179,32 @@ def test_system_install_builds_for_its_own_prefix(tmp_path: Path, project) -> No
         assert result.code == 0, result.text
         assert "building greet" in result.out and "from the binary cache" not in result.out
     assert os.path.exists(tmp_path / "s2" / "compile" / "bin" / "hello")
+
+
+def test_rpaths_under_the_build_prefix_become_relative(tmp_path: Path) -> None:
+    """A library found through ``$ORIGIN/../lib`` wherever the tree lands, and the padded
+    build prefix gone from the file (no binary prefix replacement needed)."""
+    from pmpm.build.rpath import relative_rpaths
+
+    prefix = "/opt/build_placehold" + "_placehold" * 20
+    stage = tmp_path / "stage"
+    (stage / "lib").mkdir(parents=True)
+    (stage / "bin").mkdir()
+    (tmp_path / "greet.c").write_text(LIB_C % "relative")
+    (tmp_path / "app.c").write_text(APP_C)
+    lib = stage / "lib" / "libgreet.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", lib, tmp_path / "greet.c"], check=True)
+    app = stage / "bin" / "app"
+    link = ["gcc", "-o", app, tmp_path / "app.c", f"-L{stage / 'lib'}", "-lgreet", f"-Wl,-rpath,{prefix}/lib"]
+    subprocess.run(link, check=True)
+    assert prefix.encode() in app.read_bytes()
+
+    assert relative_rpaths(stage, prefix) == ["bin/app"]
+    dynamic = subprocess.run(["readelf", "-d", app], capture_output=True, text=True, check=True).stdout
+    assert "Library runpath: [$ORIGIN/../lib]" in dynamic
+    assert prefix.encode() not in app.read_bytes()
+    moved = tmp_path / "anywhere" / "else"
+    moved.parent.mkdir()
+    stage.rename(moved)
+    done = subprocess.run([moved / "bin" / "app"], capture_output=True, text=True, env={}, check=True)
+    assert done.stdout == "relative\n"
