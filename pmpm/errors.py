@@ -8,6 +8,8 @@ bug in pmpm and keeps its traceback.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 
@@ -50,8 +52,6 @@ def located(path: Path | str, line: int | None) -> str:
 
 def run_reporting(call) -> int:
     """Run a command; print a user error as ``error: ...`` (no traceback) and return the exit code."""
-    import sys
-
     try:
         return call()
     except PmpmError as exc:
@@ -61,13 +61,11 @@ def run_reporting(call) -> int:
         print("error: interrupted; the prefix was put back as it was", file=sys.stderr, flush=True)
         return 130
     except BrokenPipeError:  # output piped into `head` or a closed pager: stop quietly, like cat
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Exception as exc:
         # the last resort for a full disk no stage explained: never a traceback for that
-        from pmpm.env.diskspace import last_resort
+        from pmpm.env.diskspace import last_resort  # here: diskspace imports this module
 
         full: PmpmError | None = last_resort(exc)
         if full is None and isinstance(exc, OSError) and exc.filename:

@@ -13,9 +13,12 @@ from tests.factories import DemoChannel, LocalChannel, build_demo_channel
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_pmpm_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """pmpm's package cache, repodata cache and logs for this session only (CLI subprocesses too)."""
-    saved = {k: os.environ.get(k) for k in ("PMPM_CACHE_DIR", "PMPM_CHANNEL_ALIAS")}
+    """pmpm's package cache, repodata cache and logs for this session only (CLI subprocesses too);
+    the test prefixes are not registered in the user's ``~/.conda/environments.txt`` (conda's own
+    switch; the registration tests turn it back on for themselves)."""
+    saved = {k: os.environ.get(k) for k in ("PMPM_CACHE_DIR", "PMPM_CHANNEL_ALIAS", "CONDA_REGISTER_ENVS")}
     os.environ["PMPM_CACHE_DIR"] = str(tmp_path_factory.mktemp("pmpm-cache"))
+    os.environ["CONDA_REGISTER_ENVS"] = "false"
     os.environ.pop("PMPM_CHANNEL_ALIAS", None)
     yield
     for key, value in saved.items():

@@ -25,21 +25,36 @@ if TYPE_CHECKING:
 Say = Callable[[str], None]
 
 
-class ToolContext:
-    """A template object (``{{ mpi.cc }}``, ``{{ python.site_packages }}``) that notes its use.
+class ToolValues:
+    """A tool's values (paths, version, identity), found when first asked for: kept for one
+    state of the stacks and shared by every rendering that reads them."""
 
-    Only a recipe that reads it depends on it: its identity then joins the build key.
+    def __init__(self, find: Callable[[], dict[str, str]]) -> None:
+        self._find = find
+
+    @cached_property
+    def values(self) -> dict[str, str]:
+        return self._find()
+
+
+class ToolContext:
+    """A template object (``{{ mpi.cc }}``, ``{{ python.site_packages }}``) for one rendering of
+    one recipe, which notes whether that recipe read it.
+
+    Only a recipe that reads it depends on it: its identity then joins the build key. A new one
+    is made for each rendering (the values are shared, :class:`ToolValues`), so the note belongs
+    to that recipe alone and is read back right after it is rendered.
     """
 
-    def __init__(self, what: str, values: Callable[[], dict[str, str]], missing_hint: str) -> None:
+    def __init__(self, what: str, values: ToolValues, missing_hint: str) -> None:
         self._what = what
-        self._values = values
+        self._source = values
         self._hint = missing_hint
         self.used = False
 
-    @cached_property
+    @property
     def _resolved(self) -> dict[str, str]:
-        return self._values()
+        return self._source.values
 
     def __getattr__(self, item: str) -> str:
         if item.startswith("_"):
@@ -54,11 +69,9 @@ class ToolContext:
             raise AttributeError(item)
         return values[item]
 
-    def identity(self) -> str | None:
-        return self._resolved.get("identity") if self.used else None
-
-    def forget(self) -> None:
-        self.__dict__.pop("_resolved", None)
+    def identity(self, *, used: bool = False) -> str | None:
+        """Its identity when the recipe used it (or ``used``: it depends on it regardless)."""
+        return self._resolved.get("identity") if self.used or used else None
 
     def provider(self) -> str | None:
         """Where it comes from (``conda``/``external``), without counting as a use."""
@@ -107,8 +120,12 @@ def build_env(
     jobs: int | None = None,
     where: Path | None = None,
     python: Path | None = None,
+    epoch: int | None = None,
 ) -> dict[str, str]:
-    """The process environment of a build: PATH, compilers and flags for its stacks, then the recipe's."""
+    """The process environment of a build: PATH, compilers and flags for its stacks, then the recipe's.
+
+    ``epoch`` (the source's time, :mod:`pmpm.sources.epoch`) is exported as ``SOURCE_DATE_EPOCH``:
+    tools that date their output use it instead of the clock, so rebuilds give the same bytes."""
     env = dict(os.environ)
     # the prefix's tools first (in system_install mode: the compiled stack's, then the host's,
     # then the conda stack's); build tools installed beside pmpm (meson, ninja, cmake from
@@ -138,6 +155,8 @@ def build_env(
         CMAKE_PREFIX_PATH=os.pathsep.join(str(p) for p in compiler.stacks(where)),
         CPU_COUNT=str(jobs or compiler.jobs),
     )
+    if epoch is not None:
+        env["SOURCE_DATE_EPOCH"] = str(epoch)
     env.update(recipe_env)
     return env
 

@@ -17,7 +17,8 @@ import hashlib
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from pmpm.errors import PmpmError
@@ -57,20 +58,63 @@ class BuildInputs:
     def key(self) -> str:
         return digest(self.as_dict())
 
-    def reasons(self, old: dict[str, Any] | None) -> list[str]:
-        """Why a build with these inputs replaces one made with ``old`` (a stored dict)."""
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str) -> BuildInputs:
+        """The inputs as stored (:meth:`as_dict`, with keys of its own beside them, such as the
+        record's ``record`` details), read back. Inputs of an older format read with the fields
+        it lacked left empty, so :meth:`reasons` says the format changed; a format this pmpm does
+        not know (a newer pmpm's) is an error."""
+        if not isinstance(data, dict):
+            raise PmpmError("these are not a compiled package's build inputs", where=where)
+        version = data.get("format", 1)
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT:
+            raise PmpmError(
+                f"build inputs format {version!r} is not one this pmpm reads (1 to {FORMAT})",
+                where=where,
+                hint="they were written by a newer pmpm: use it, or build the package again with this "
+                "one (`pmpm conda_install PREFIX --rebuild NAME`)",
+            )
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in data:
+                values[f.name] = data[f.name]
+            elif version == FORMAT and f.default is MISSING:
+                raise PmpmError(f"the build inputs lack {f.name!r}", where=where, hint=_REWRITE)
+            else:  # a field an older format did not have
+                values[f.name] = None if f.default is MISSING else f.default
+        values["format"] = version
+        return cls(**values)
+
+    @classmethod
+    def read(cls, path: Path) -> BuildInputs | None:
+        """The inputs stored at ``path``, or None when there are none (or not valid JSON: then
+        the package is simply built again)."""
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return cls.from_dict(data, where=str(path))
+
+    def reasons(self, old: BuildInputs | dict[str, Any] | None) -> list[str]:
+        """Why a build with these inputs replaces one made with ``old`` (as stored, or read
+        back): the fields that differ."""
         if old is None:
             return []
-        if old.get("format") != self.format:
+        if isinstance(old, dict):
+            old = BuildInputs.from_dict(old, where="the stored build inputs")
+        if old.format != self.format:
             return ["pmpm's build format changed"]
         reasons: list[str] = []
         for f in fields(self):
-            before, now = old.get(f.name), getattr(self, f.name)
+            before, now = getattr(old, f.name), getattr(self, f.name)
             if before != now:
                 reasons += _REASONS.get(f.name, _plain(f.name))(before, now)
         if len(reasons) > 1 and _COMMANDS in reasons:
             reasons.remove(_COMMANDS)  # the other reasons say why the commands differ (flags...)
         return reasons or ["inputs changed"]
+
+
+_REWRITE = "build the package again: `pmpm conda_install PREFIX --rebuild NAME`"
 
 
 def _plain(label: str):
@@ -129,7 +173,7 @@ def builder_identity(recipe: Any, tree: Any, ctx: Any, neutral: Callable[[Any], 
     prefix as a token): a builder plugin that changes its commands, or is upgraded, changes the
     key. A recipe naming no build system is detected on its local tree (``tree``), or else once
     unpacked: then every builder counts."""
-    from pmpm.builders import registry
+    from pmpm.builders import registry  # it imports this module (for the plugins' identity)
 
     if recipe.system:
         names = [registry.get(recipe.system, where=recipe.origin).name]

@@ -1,14 +1,16 @@
-"""What the compile stage will do, and why: one step per package, ordered, each with a build key.
+"""What the compile stage will do, and why: one step per package, ordered, each with a build key
+and a decision; the plan is a frozen value (:class:`BuildPlan`) the builds carry out, and the
+builds' outcome another (:class:`BuildResult`).
 
 The build key is the digest of the package's ``BuildInputs`` (pmpm.build.inputs): every input
 that can change the installed bits. They are kept beside the installed package
-(``conda-meta/pmpm/builds/NAME.json``) so a rebuild can say which input changed.
+(``conda-meta/pmpm/builds/NAME.json``) so a rebuild can say which input changed: the reasons
+are the fields in which two ``BuildInputs`` differ (:func:`decide`).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,31 +18,38 @@ from typing import Any
 from pmpm import paths
 from pmpm.build.inputs import BuildInputs, digest  # noqa: F401 (digest: used by the record)
 from pmpm.build.recipe import Recipe, RecipeBook, apply_request, load_data, render, resolve_options
+from pmpm.builders import Flags
 from pmpm.conda.engine import BUILD_PREFIX
 from pmpm.errors import PmpmError
 
 
-@dataclass
+@dataclass(frozen=True)
 class Step:
-    """One package of the plan."""
+    """One package of the plan: what it is built from (``inputs``, whose digest is ``key``),
+    with which host and flags, and what the run does with it (``decision``, ``reasons``)."""
 
     name: str
     recipe: Recipe
-    source: Any  # pmpm.sources.cache.SourceSpec
+    source: Any  # pmpm.sources.spec.SourceSpec
     identity: str  # source identity
     target: str
     inputs: BuildInputs
-    key: str
+    host: Any  # pmpm.host.detect.Host: the compilers and target the build uses
+    flags: Flags
     decision: str = "new"  # new | up to date | rebuild | from cache
-    reasons: list[str] = field(default_factory=list)
+    reasons: tuple[str, ...] = ()
     where: str | None = None
     fetched: Any = None  # pmpm.sources.cache.FetchedSource, once the source is identified
     place: Path | None = None  # the padded build prefix (relocatable), or None: built in PREFIX
     cached: Path | None = None  # the package file, when the decision is "from cache"
 
     @property
+    def key(self) -> str:
+        return self.inputs.key
+
+    @property
     def build_string(self) -> str:
-        return f"{BUILD_PREFIX}{self.key[:12]}"
+        return build_string(self.inputs)
 
     @property
     def filename(self) -> str:
@@ -49,6 +58,83 @@ class Step:
     def explain(self) -> str:
         why = f" ({'; '.join(self.reasons)})" if self.reasons else ""
         return f"{self.name} {self.recipe.version}: {self.decision}{why}"
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """The compile stage's plan for one state of the stacks: the steps in dependency order,
+    the local source trees' stamps taken before they were read (the next no-op check compares
+    them), and the files whose change must end the no-op shortcut (recipe files, the
+    compilers the plan found, plugins)."""
+
+    steps: tuple[Step, ...]
+    trees: Mapping[str, str] = field(default_factory=dict)
+    watched: tuple[Path, ...] = ()
+
+    def __iter__(self) -> Iterator[Step]:
+        return iter(self.steps)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(step.name for step in self.steps)
+
+    @property
+    def idle(self) -> bool:
+        """True when every package is up to date: the builds have nothing to do."""
+        return all(step.decision == "up to date" for step in self.steps)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What running a plan did: the packages built, installed from the binary cache, left as
+    they were, and the compiled packages removed because the env file no longer lists them."""
+
+    plan: BuildPlan | None
+    built: tuple[str, ...] = ()
+    from_cache: tuple[str, ...] = ()
+    up_to_date: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+    @property
+    def tools(self) -> dict[str, dict[str, str | None]]:
+        """The tools each package's build used (its MPI and python identity, None when the
+        recipe did not use it): what its key depends on beyond the compilers."""
+        steps = self.plan.steps if self.plan is not None else ()
+        return {s.name: {"mpi": s.inputs.mpi, "python": s.inputs.python} for s in steps}
+
+
+def build_string(inputs: BuildInputs) -> str:
+    """The conda build string of a compiled package: pmpm's prefix and the key's first digits."""
+    return f"{BUILD_PREFIX}{inputs.key[:12]}"
+
+
+def decide(
+    inputs: BuildInputs,
+    *,
+    installed_build: str | None,
+    stored: BuildInputs | None,
+    forced: str | None = None,
+    cached: Path | None = None,
+) -> tuple[str, tuple[str, ...]]:
+    """The decision for one package and its reasons.
+
+    ``installed_build`` is the build string PREFIX holds (None: not installed), ``stored`` the
+    inputs that build was made with, ``forced`` the option that asks for a clean build
+    (``--fresh``, ``--rebuild``), ``cached`` a binary cache hit for the new key. A rebuild's
+    reasons are the fields in which ``stored`` and ``inputs`` differ.
+    """
+    if forced:  # built again, never taken from the cache
+        return ("rebuild" if installed_build is not None else "new"), (f"forced by {forced}",)
+    if installed_build is not None and installed_build == build_string(inputs):
+        return "up to date", ()
+    if cached is not None:
+        return "from cache", (f"built before: {cached.parent.parent}",)
+    if installed_build is not None:
+        return "rebuild", tuple(inputs.reasons(stored))
+    return "new", ()
 
 
 def order(requests: dict[str, Any], book: RecipeBook, requires_of: Callable[[str], list[str]]) -> list[str]:
@@ -79,12 +165,9 @@ def order(requests: dict[str, Any], book: RecipeBook, requires_of: Callable[[str
     return result
 
 
-def stored_inputs(prefix: Path, name: str) -> dict[str, Any] | None:
-    """The inputs the installed build of ``name`` was made with (a ``BuildInputs`` as stored)."""
-    try:
-        return json.loads(paths.build_inputs_file(prefix, name).read_text())
-    except (OSError, ValueError):
-        return None
+def stored_inputs(prefix: Path, name: str) -> BuildInputs | None:
+    """The inputs the installed build of ``name`` was made with, read back (None: none kept)."""
+    return BuildInputs.read(paths.build_inputs_file(prefix, name))
 
 
 def recipe_for(

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from importlib.metadata import entry_points
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pmpm.errors import PmpmError, located
+
+if TYPE_CHECKING:
+    from pmpm.spec.yaml_lines import Node
 
 #: keys of a ``_pmpm.packages`` entry that choose the source: each replaces the recipe's
 SOURCE_KEYS = ("path", "git", "url", "pypi", "ref", "sha256")
@@ -138,6 +141,10 @@ def _scan(folder: Path) -> dict[str, RecipeSource]:
 
 @cache
 def _plugins() -> dict[str, RecipeSource]:
+    # importlib.metadata (with email, zipfile, csv) is imported only here: the env-file loader
+    # imports this module, and a run without compiled packages never looks for plugins
+    from importlib.metadata import entry_points
+
     return {
         ep.name: RecipeSource(ep.name, f"plugin {ep.value}", plugin=ep)
         for ep in entry_points(group="pmpm.recipes")
@@ -145,7 +152,13 @@ def _plugins() -> dict[str, RecipeSource]:
 
 
 def load_data(source: RecipeSource, context: dict[str, Any]) -> dict[str, Any]:
-    """The recipe's mapping before rendering (a plugin computes it from the context)."""
+    """The recipe's mapping before rendering (a plugin computes it from the context).
+
+    A file is read with :func:`pmpm.spec.yaml_lines.parse_yaml`, as env files are: complaints name
+    ``file:line``, and scalars outside ``options`` keep their text, so an unquoted
+    ``version: 2.10`` builds 2.10, not the float 2.1.
+    """
+    root: Node | None = None
     if source.plugin is not None:
         try:
             data = source.plugin.load()(context)
@@ -154,41 +167,57 @@ def load_data(source: RecipeSource, context: dict[str, Any]) -> dict[str, Any]:
         except Exception as exc:
             raise PmpmError(f"recipe plugin failed: {exc!r}", where=source.origin) from None
     else:
-        import yaml
+        from pmpm.spec.yaml_lines import parse_yaml
 
-        try:
-            data = yaml.safe_load(source.text or "")
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise PmpmError(
-                f"invalid YAML: {getattr(exc, 'problem', exc)}",
-                where=located(source.origin, mark.line + 1 if mark else None),
-            ) from None
+        root = parse_yaml(source.text or "", Path(source.origin))
+        data = _as_written(root) if root is not None else None
+
+    def where(*keys: str) -> str:
+        """``file:line`` of the key path (a plugin's recipe has no lines: its origin)."""
+        node, line = root, None
+        for key in keys:
+            node = node.value.get(key) if node is not None and node.is_mapping else None
+        if node is not None:
+            line = node.line
+        return located(source.origin, line)
+
     if not isinstance(data, dict):
-        raise PmpmError("a recipe must be a mapping", where=source.origin)
-    _check_keys(data, RECIPE_KEYS, source.origin, "recipe")
+        raise PmpmError("a recipe must be a mapping", where=where())
+    _check_keys(data, RECIPE_KEYS, "recipe", where)
     if data.get("name", source.name) != source.name:
         raise PmpmError(
             f"recipe file is named {source.name!r} but says name: {data['name']!r}",
-            where=source.origin,
+            where=where("name"),
             hint="name the file after the recipe",
         )
     for key in ("version", "source", "build"):
         if key not in data:
-            raise PmpmError(f"recipe is missing `{key}`", where=source.origin)
-    _check_keys(data["build"], BUILD_KEYS, source.origin, "build")
+            raise PmpmError(f"recipe is missing `{key}`", where=where())
+    _check_keys(data["build"], BUILD_KEYS, "build", lambda *keys: where("build", *keys))
     return data
 
 
-def _check_keys(data: Any, allowed: set[str], origin: str, what: str) -> None:
+def _as_written(node: Node, *, typed: bool = False) -> Any:
+    """Plain data from parsed YAML; a number or date outside ``options`` stays the text written
+    (a version, a tag, a checksum), option defaults keep their types as the env file's do."""
+    if node.is_mapping:
+        return {k: _as_written(v, typed=typed or k == "options") for k, v in node.value.items()}
+    if node.is_list:
+        return [_as_written(v, typed=typed) for v in node.value]
+    if typed or node.value is None or isinstance(node.value, bool | str):
+        return node.value
+    return node.text
+
+
+def _check_keys(data: Any, allowed: set[str], what: str, where: Callable[..., str]) -> None:
     if not isinstance(data, dict):
-        raise PmpmError(f"`{what}` must be a mapping", where=origin)
+        raise PmpmError(f"`{what}` must be a mapping", where=where())
     for key in data:
         if key not in allowed:
             close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
             raise PmpmError(
                 f"unknown {what} key `{key}`",
-                where=origin,
+                where=where(str(key)),
                 hint=(f"did you mean `{close[0]}`? " if close else "")
                 + "valid keys: "
                 + ", ".join(sorted(allowed)),
@@ -236,7 +265,7 @@ def apply_request(data: dict[str, Any], request: dict[str, Any], *, where: str |
     if wanted is not None and str(wanted) != str(data["version"]):
         versions = {str(k): v for k, v in (data.get("versions") or {}).items()}
         if str(wanted) not in versions and not asked:
-            known = ", ".join([str(data["version"]), *versions])
+            known = ", ".join(dict.fromkeys([str(data["version"]), *versions]))
             raise PmpmError(
                 f"recipe {name!r} knows versions {known}, not {wanted}, and nothing pins that version",
                 where=where,

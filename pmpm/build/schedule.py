@@ -1,5 +1,6 @@
 """Running the compile stage's plan: builds scheduled within one budget of jobs, each built,
-tested, packed and installed, or taken from the binary cache.
+tested, packed and installed, or taken from the binary cache; what was done is returned as a
+:class:`pmpm.build.plan.BuildResult`.
 
 The caller holds the prefix lock and the journal: a failure anywhere puts PREFIX back as it was.
 """
@@ -13,16 +14,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pmpm import paths
+from pmpm.build import reproducible
 from pmpm.build.binary_cache import build_channel, index
 from pmpm.build.environment import build_env
 from pmpm.build.execute import build_package, run_tests
-from pmpm.build.plan import Step, digest
+from pmpm.build.plan import BuildPlan, BuildResult, Step, digest
 from pmpm.builders import registry
 from pmpm.conda import engine as conda
 from pmpm.env.diskspace import needs_space
 from pmpm.fsutil import atomic_write_text, mirror_tree
 from pmpm.progress import BuildProgress
 from pmpm.record.api import build_details  # the record's view of a build, kept beside its key
+from pmpm.sources.epoch import source_date_epoch
 
 if TYPE_CHECKING:
     from pmpm.build.compile_stage import Compiler
@@ -31,8 +34,9 @@ if TYPE_CHECKING:
 _untracked = paths.untracked
 
 
-def run(compiler: Compiler, steps: list[Step]) -> None:
+def run(compiler: Compiler, plan: BuildPlan) -> BuildResult:
     """Carry out the plan: cached packages installed, the rest built in dependency order."""
+    steps = plan.steps
     for step in steps:
         compiler.say(f"  {step.explain()}")
     cached = [step for step in steps if step.cached is not None]
@@ -47,6 +51,12 @@ def run(compiler: Compiler, steps: list[Step]) -> None:
             _schedule(compiler, built)
             index(build_channel())
     compiler.cache.finish()
+    return BuildResult(
+        plan,
+        built=tuple(s.name for s in built),
+        from_cache=tuple(s.name for s in cached),
+        up_to_date=tuple(s.name for s in steps if s.decision == "up to date"),
+    )
 
 
 def _schedule(compiler: Compiler, built: list[Step]) -> None:
@@ -87,10 +97,14 @@ def _schedule(compiler: Compiler, built: list[Step]) -> None:
 
 
 def _build(compiler: Compiler, step: Step, jobs: int | None = None, progress=None) -> None:
+    with reproducible.hold(step.place):  # another run building this package waits
+        _build_held(compiler, step, jobs, progress)
+
+
+def _build_held(compiler: Compiler, step: Step, jobs: int | None, progress) -> None:
     recipe = step.recipe
     host = compiler.host(step.target)
     place = step.place
-    flags = compiler.flags(host, place)
     local = step.source.kind == "path"
     if local:
         # a local tree under development: its build folder is kept (per prefix and package)
@@ -102,6 +116,7 @@ def _build(compiler: Compiler, step: Step, jobs: int | None = None, progress=Non
         work = paths.build_dir() / f"{step.name}-{step.key[:12]}"
         shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
+    flags = compiler.flags(host, place, work)  # the build folder mapped out of what is compiled
     try:
         tree = compiler.sources.unpack(step.fetched, work / "src")
         if local:
@@ -127,7 +142,8 @@ def _build(compiler: Compiler, step: Step, jobs: int | None = None, progress=Non
             progress.started(step.name, started)
         else:
             say(started)
-        env = build_env(compiler, host, flags, recipe.env, jobs=jobs, where=place, python=python)
+        epoch = source_date_epoch(compiler.sources, step.fetched)
+        env = build_env(compiler, host, flags, recipe.env, jobs=jobs, where=place, python=python, epoch=epoch)
         result = build_package(
             name=step.name,
             version=recipe.version,
@@ -144,7 +160,8 @@ def _build(compiler: Compiler, step: Step, jobs: int | None = None, progress=Non
             python=python,
             depends=depends,
             out_dir=build_channel() / conda.host_subdir(),
-            extra={"pmpm": {"key": step.key, "inputs": step.inputs.as_dict(), "origin": recipe.origin}},
+            # no recipe file path: it is no input, and would make copies of a project differ
+            extra={"pmpm": {"key": step.key, "inputs": step.inputs.as_dict()}},
             incremental=local,
         )
         if recipe.test_commands and compiler.spec.pmpm.tests:
@@ -227,10 +244,14 @@ def _host_env(compiler: Compiler, step: Step, place: Path, installed: list) -> N
             continue
         wanted.add(name)
         todo += [d.split()[0] for d in by_name[name].depends]
+    from pmpm.conda.padding import check_build_prefix
+
+    needed = [by_name[n] for n in sorted(wanted)]
+    check_build_prefix(needed, place, step.name, step.where)  # before the installer's vaguer error
     shutil.rmtree(place, ignore_errors=True)
     place.mkdir(parents=True)
-    if wanted:
-        conda.install([by_name[n] for n in sorted(wanted)], place, installed=[], requested=[])
+    if needed:
+        conda.install(needed, place, installed=[], requested=[])
 
 
 def dev_dir(compiler: Compiler, name: str) -> Path:

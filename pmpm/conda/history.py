@@ -123,10 +123,21 @@ def append(
         file.write("\n".join(lines) + "\n")
 
 
-def write_run(spec, layout, specs: Sequence[str], before: dict[Path, list], *, alias: str) -> None:
-    """One entry per stack of a pmpm run (``before``: each stack's records before it)."""
+def write_run(
+    spec,
+    layout,
+    specs: Sequence[str],
+    before: dict[Path, list],
+    *,
+    alias: str,
+    after: dict[Path, list] | None = None,
+) -> None:
+    """One entry per stack of a pmpm run (``before``: each stack's records before it;
+    ``after``: the records a stack is known to hold now, else they are read from it)."""
+    known = after or {}
     for prefix, asked in asked_of(spec, layout, specs).items():
-        append(prefix, before.get(prefix, []), installed_records(prefix), asked, alias=alias)
+        now = known[prefix] if prefix in known else installed_records(prefix)
+        append(prefix, before.get(prefix, []), now, asked, alias=alias)
 
 
 def specs_changed(spec, layout, specs: Sequence[str]) -> bool:

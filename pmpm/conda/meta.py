@@ -8,6 +8,7 @@ sha256 but no md5, and it tags the prefix itself with a ``CACHEDIR.TAG`` that ma
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,8 +23,12 @@ if TYPE_CHECKING:
 CACHE_TAG = "CACHEDIR.TAG"
 
 
+@functools.cache
 def spec_name(spec: str) -> str | None:
-    """The package a match spec names (None for a spec that names none, such as ``*``)."""
+    """The package a match spec names (None for a spec that names none, such as ``*``).
+
+    Cached: the history and the requested specs ask it of the same few specs many times in
+    one run, and each reading goes through py-rattler's parser."""
     from pmpm.spec.matchspec import parse
 
     name = parse(spec).name  # conda's reading: also regex/glob versions (`numpy ^1\.7.*$`)

@@ -5,8 +5,11 @@ they agree on what a package record is and on which files are nobody's content: 
 pmpm's bookkeeping (``conda-meta``, a system_install's ``.pmpm``) and the bytecode Python writes
 at run time (``__pycache__``, ``*.pyc``).
 
-Cheap to import (standard library only): :func:`meta_records` reads the records as JSON, and
-only :func:`prefix_records`, which py-rattler's installer needs, imports py-rattler.
+Cheap to import (standard library only): the no-op check (:mod:`pmpm.env.state`) uses it for
+the record names. :func:`meta_records` reads the records as JSON; only :func:`prefix_records`,
+which py-rattler's installer needs, imports py-rattler, and only the functions that make the
+record's entries import :mod:`pmpm.record.model` (its dataclasses cost more to import than the
+whole no-op check takes).
 """
 
 from __future__ import annotations
@@ -16,14 +19,19 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from pmpm import paths
 from pmpm.errors import PmpmError
-from pmpm.record.model import FileEntry, PipPackage
 
+#: typing's own flag without importing typing (a few ms of the no-op check); type checkers
+#: read a constant of this name as that flag
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from rattler import PrefixRecord
+
+    from pmpm.record.model import FileEntry, PipPackage
 
 #: top-level folders of a prefix that hold no package's files: conda's and pmpm's bookkeeping
 BOOKKEEPING = frozenset({paths.CONDA_META, paths.ROOT_DIR})
@@ -87,6 +95,8 @@ def prefix_records(prefix: Path) -> list[PrefixRecord]:
 
 def installed_files(data: dict[str, Any]) -> list[FileEntry]:
     """A conda-meta record's files with the hash they have once installed (after relocation)."""
+    from pmpm.record.model import FileEntry
+
     entries = []
     items = (data.get("paths_data") or {}).get("paths") or []
     for item in items:
@@ -145,6 +155,8 @@ def walk_files(stack: Path) -> dict[str, os.DirEntry[str]]:
 def file_entry(stack: Path, rel: str, stack_name: str | None = None) -> FileEntry:
     """A file no package owns, as it is now. A text file naming the stack's location also gets
     a location-neutral hash: relocation tools (conda-pack) rewrite the location in such files."""
+    from pmpm.record.model import FileEntry
+
     path = stack / rel
     if path.is_symlink():
         return FileEntry(path=rel, link=os.readlink(path), stack=stack_name)
@@ -168,6 +180,8 @@ def _is_text(data: bytes) -> bool:
 
 def pip_packages(stack: Path, stack_name: str, unowned: list[str]) -> list[PipPackage]:
     """Python distributions among the files no conda package owns (their ``.dist-info``)."""
+    from pmpm.record.model import PipPackage
+
     found = []
     for rel in unowned:
         if not rel.endswith(".dist-info/METADATA"):

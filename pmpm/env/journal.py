@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pmpm import paths
-from pmpm.env.diskspace import needs_space
 from pmpm.errors import PmpmError
 from pmpm.fsutil import atomic_write_text
 
@@ -67,6 +66,8 @@ def begin(prefix: Path) -> Snapshot:
     The snapshot file is written last: a journal folder without it (a full disk, a kill while
     writing) stands for a change that never started, and is removed here or by the next run.
     """
+    from pmpm.env.diskspace import needs_space  # not at the top: the no-op check imports this module
+
     jdir = _journal_dir(prefix)
     try:
         with needs_space(f"writing the journal of {prefix}", jdir):
@@ -132,6 +133,8 @@ def restore(prefix: Path) -> None:
         return
     # what the failed run added is deleted first, so a full disk has room again for the rest;
     # when it still has not, the journal stays for the next run to finish the repair
+    from pmpm.env.diskspace import needs_space
+
     with needs_space(f"putting {prefix} back as it was", prefix):
         _restore(prefix, _journal_dir(prefix))
 
@@ -151,7 +154,9 @@ def _restore(prefix: Path, jdir: Path) -> None:
     now = _scan(prefix) if prefix.exists() else {}
 
     # 1. delete what the failed run added (files first, then folders, deepest first)
-    added = [p for p in now if p not in before]
+    # pmpm's own folder is never the run's addition: it holds this journal (a run that began
+    # before the folder existed must still copy the saved records back from it)
+    added = [p for p in now if p not in before and p != str(PMPM_DIR)]
     for rel in sorted(added, key=lambda p: (now[p][0] == 0, -p.count(os.sep))):
         path = prefix / rel
         if now[rel][0] == 0:

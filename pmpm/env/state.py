@@ -107,14 +107,20 @@ def up_to_date(prefix: Path, want: State, stacks: list[Path] | None = None) -> b
         stored = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
+    # valid JSON of another shape (a hand edit, another tool's file) means a full run, not a crash
+    if not isinstance(stored, dict):
+        return False
     if stored.get("format") != FORMAT or stored.get("pmpm_version") != __version__:
         return False
     if stored.get("env_sha256") != want.env_sha256 or stored.get("options") != want.options:
         return False
     if any(pending(p) for p in stacks) or stored.get("volatile"):
         return False
-    if any(tree_stamp(Path(t)) != stamp for t, stamp in stored.get("trees", {}).items()):
+    trees, watched = stored.get("trees", {}), stored.get("watched", {})
+    if not isinstance(trees, dict) or not isinstance(watched, dict):
         return False
-    if any(_stat_key(f) != key for f, key in stored.get("watched", {}).items()):
+    if any(tree_stamp(Path(t)) != stamp for t, stamp in trees.items()):
+        return False
+    if any(_stat_key(f) != key for f, key in watched.items()):
         return False
     return stored.get("records") == records_digest(*stacks)

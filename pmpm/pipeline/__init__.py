@@ -6,8 +6,9 @@
 2. conda stage (:mod:`.conda_stage`): solve, say what changes, apply it -> ``Solved``, ``Changes``
 3. build plan and 4. builds (:mod:`.builds`, with :mod:`pmpm.build.compile_stage` and
    :mod:`pmpm.build.schedule`)
+   -> ``BuildPlan`` (frozen: steps, decisions, reasons, the trees' stamps), ``BuildResult``
 5. record (inside the journal), 6. publish (modules, activation, kernel), 7. no-op state
-   (:mod:`.finish`)
+   (:mod:`.finish`, from the ``BuildPlan`` the builds carried out)
 
 All changes happen inside one :func:`pmpm.env.transaction.transaction` (prefix locks, repair of
 an interrupted run, journal, rollback). The front doors -- :mod:`pmpm.commands.conda_install`,
@@ -18,7 +19,6 @@ an interrupted run, journal, rollback). The front doors -- :mod:`pmpm.commands.c
 
 from __future__ import annotations
 
-from pmpm.conda import engine as conda
 from pmpm.env.transaction import transaction
 from pmpm.pipeline.conda_stage import apply, apply_backend, changes, solve
 from pmpm.pipeline.finish import finish, record
@@ -41,43 +41,31 @@ def run(request: Request, say: Say) -> int:
         prepared = prepare(loaded, say)
         if loaded.opts.backend != "rattler":
             with txn.changing():
-                apply_backend(prepared, say)
+                result = apply_backend(prepared, say)
                 record(prepared, say)
-            finish(prepared, say)
+            finish(prepared, result.plan, say)
             say(f"{layout.root} is ready ({loaded.opts.backend})")
             return 0
         solved = solve(prepared, say)
         todo = changes(solved)
         if todo.nothing(solved):
             record(prepared, say)
-            finish(prepared, say)
+            finish(prepared, todo.plan, say)
             total = len(solved.records) + len(todo.compiled)
             say(f"{layout.root} already has what {loaded.opts.file} asks for ({total} packages)")
             return 0
         with txn.changing():  # the journal: any failure in here puts every stack back
-            apply(solved, todo, say)
+            result = apply(solved, todo, say)
             record(prepared, say)
-        finish(prepared, say)
-        built = len(prepared.compiler.planned) if prepared.compiler else 0
+        finish(prepared, result.plan, say)
+        built = len(result.plan) if result.plan is not None else 0
         say(f"{layout.root} is ready: {len(solved.records)} conda packages, {built} compiled")
     return 0
 
 
 def dry_run(loaded: Loaded, say: Say) -> int:
     """Say what a run would change; change nothing (no lock taken)."""
-    layout = loaded.layout
-    solved = solve(prepare(loaded, say), say)
-    compiler = solved.prepared.compiler
-    diff = conda.diff([r for r in solved.installed if not conda.is_compiled(r)], solved.records)
-    where = layout.conda or layout.root
-    if diff:
-        say(f"dry run: would change {where} as follows (nothing was changed):")
-        for change in diff:
-            say(str(change))
-    elif layout.conda is not None:
-        say(f"dry run: {where} already has these {len(solved.records)} conda packages; nothing to change")
-    if compiler:
-        say("compiled packages" + (f" (into {layout.compile}):" if layout.kind == "system" else ":"))
-        for step in compiler.plan(solved.compiled_side):
-            say(f"  {step.explain()}")
+    from pmpm.commands import plan  # the same text as `pmpm plan` (which also has --json, --check)
+
+    plan.show(plan.compute(loaded, say), say)
     return 0

@@ -3,40 +3,39 @@ the solved (and now installed) conda stack; compiled packages no longer listed a
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pmpm.build import schedule
+from pmpm.build.compile_stage import Compiler
+from pmpm.build.plan import BuildPlan, BuildResult
 from pmpm.conda import engine as conda
 from pmpm.pipeline.types import Say
-
-if TYPE_CHECKING:
-    from pmpm.build.compile_stage import Compiler
-    from pmpm.build.plan import Step
 
 
 def build(
     compiler: Compiler | None,
     prefix: Path,
-    steps: list[Step] | None,
+    plan: BuildPlan | None,
     say: Say,
     compiled: set[str] | None = None,
-) -> None:
+) -> BuildResult:
     """Build what changed, then drop compiled packages the env file no longer lists.
 
-    ``steps`` is the plan made before the conda stage (None: the conda stage changed the prefix,
+    ``plan`` is the plan made before the conda stage (None: the conda stage changed the prefix,
     so it is made now, from the installed records, with compilers, MPI and python found again).
     ``compiled`` names the compiled packages the prefix held before (None: unknown, read them);
     with none before and none wanted there is nothing to read back.
     """
+    result = BuildResult(plan=None)
     if compiler is not None:
-        if steps is None:
-            compiler.forget_environment()
-            steps = compiler.plan(conda.installed_records(prefix))
-        schedule.run(compiler, steps)
-    wanted = {s.name for s in steps} if compiler is not None and steps is not None else set()
+        if plan is None:
+            plan = compiler.plan(conda.installed_records(prefix), stacks_changed=True)
+        result = schedule.run(compiler, plan)
+    wanted = set(result.plan.names) if result.plan is not None else set()
     if compiled is not None and compiled <= wanted:
-        return
+        return result
     removed = schedule.remove_compiled(prefix, conda.installed_records(prefix), wanted)
     if removed:
         say("removed compiled packages no longer listed: " + ", ".join(removed))
+    return replace(result, removed=tuple(removed))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pmpm import envinfo
 from pmpm.conda.engine import host_subdir
@@ -21,6 +22,9 @@ from pmpm.publish import jupyter, modules
 from pmpm.record.api import write_record
 from pmpm.spec.model import EnvSpec
 
+if TYPE_CHECKING:  # the build stage is not imported by a conda-only run (pmpm.pipeline.conda_stage)
+    from pmpm.build.plan import BuildPlan
+
 
 def record(prepared: Prepared, say: Say) -> None:
     """Write the layout and the record: part of the prefix, so a run that changed the prefix
@@ -31,8 +35,9 @@ def record(prepared: Prepared, say: Say) -> None:
     say(f"environment id: {written.environment_id}")
 
 
-def finish(prepared: Prepared, say: Say) -> None:
-    """Publish, and save the no-op state of a successful run (after :func:`record`)."""
+def finish(prepared: Prepared, plan: BuildPlan | None, say: Say) -> None:
+    """Publish, and save the no-op state of a successful run (after :func:`record`): it
+    watches the channels, and the files and local trees of the build ``plan`` carried out."""
     loaded = prepared.loaded
     layout = loaded.layout
     publish(loaded.spec, layout, say)
@@ -43,9 +48,9 @@ def finish(prepared: Prepared, say: Say) -> None:
             for subdir in (host_subdir(), "noarch"):
                 watched += [channel.local_path / subdir / "repodata.json"]
     want = loaded.want
-    if prepared.compiler is not None:
-        watched += prepared.compiler.watched_files()
-        want = replace(want, trees=dict(prepared.compiler.tree_stamps))
+    if plan is not None:
+        watched += plan.watched
+        want = replace(want, trees=dict(plan.trees))
     want = replace(want, records=state.records_digest(*layout.prefixes))
     state.watch(want, watched)
     want.save(layout.compile)

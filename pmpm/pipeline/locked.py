@@ -3,7 +3,8 @@ installed as they are (no solve), then the locked compiled packages built from t
 texts with their sources pinned, then the record -- under the same transaction as any run.
 
 :mod:`pmpm.record.lock` reads and checks the lock file and hands over a :class:`LockedRequest`; the
-build stage gets an :class:`pmpm.spec.envfile.EnvSpec` made from it directly (no env file is written).
+build stage gets an :class:`pmpm.spec.model.EnvSpec` made from it directly, and the record the env
+file's text the lock carries: no env file is written and read again.
 """
 
 from __future__ import annotations
@@ -65,7 +66,6 @@ def run_locked(request: LockedRequest, say: Say) -> Record:
     """Install the locked environment into the request's prefix; returns its new record."""
     prefix = request.layout.root
     conda.verify_local_sha256(request.records)
-    work = paths.from_lock_dir(prefix)
     with transaction([prefix], say) as txn, txn.changing():
         installed = conda.installed_records(prefix)
         say(f"installing {len(request.records)} locked conda packages into {prefix} (no solve)")
@@ -77,20 +77,24 @@ def run_locked(request: LockedRequest, say: Say) -> Record:
             ignored={r.name.normalized for r in installed if conda.is_compiled(r)},
         )
         variables.write(prefix, request.variables)
-        env_file = None
-        if request.env_file_text:
-            env_file = work / "environment.yml"  # the record keeps the original env file's text
-            atomic_write_text(env_file, request.env_file_text)
         if request.builds:
-            _build(request, locked_spec(request, work / "recipes"), say)
+            _build(request, locked_spec(request, paths.from_lock_dir(prefix) / "recipes"), say)
         _write_history(prefix, installed, request.requested)
-        return write_record(request.layout, env_file)  # in the journal: part of the prefix
+        # in the journal: part of the prefix. The record keeps the original env file's text,
+        # from the lock (which it then names as where that text was read)
+        if request.env_file_text:
+            return write_record(request.layout, Path(request.lock_path), env_text=request.env_file_text)
+        return write_record(request.layout, None)
 
 
 def locked_spec(request: LockedRequest, recipes: Path) -> EnvSpec:
-    """What the build stage gets: each compiled package's request with its source pinned, the
-    lock's ``_pmpm`` settings, and the locked recipe texts (written as files into ``recipes``:
-    the recipe loader reads folders, and a recipe's origin names its file)."""
+    """What the build stage gets, made from the lock directly: each compiled package's request
+    with its source pinned, and the lock's ``_pmpm`` settings.
+
+    The locked recipe texts are the one thing written: as files into ``recipes``, because the
+    recipe machinery (:class:`pmpm.build.recipe.RecipeBook`) reads recipe folders and a recipe's
+    origin -- the base of its relative sources, the name the record and errors give -- is its
+    file."""
     recipes.mkdir(parents=True, exist_ok=True)
     packages = []
     for item in request.builds:
@@ -130,10 +134,10 @@ def _build(request: LockedRequest, spec: EnvSpec, say: Say) -> None:
         base=prefix,
         system=False,
     )
-    steps = compiler.plan(conda.installed_records(prefix))
+    plan = compiler.plan(conda.installed_records(prefix))
     locked = {b.name: b for b in request.builds}
     tokens = location_tokens({"prefix": prefix})
-    for step in steps:
+    for step in plan.steps:
         want = locked.get(step.name)
         if want is None:
             continue
@@ -152,7 +156,7 @@ def _build(request: LockedRequest, spec: EnvSpec, say: Say) -> None:
                 f"note: {step.name} builds with other flags than the lock's ({', '.join(changed)}): "
                 + "; ".join(f"{k}: {want.flags.get(k)!r} -> {flags.get(k)!r}" for k in changed)
             )
-    schedule.run(compiler, steps)
+    schedule.run(compiler, plan)
 
 
 def _write_history(prefix: Path, before: list[Any], requested: list[str]) -> None:

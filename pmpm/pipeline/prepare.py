@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from pmpm.build.compile_stage import Compiler
 from pmpm.commands.conda_install import layout_fingerprint
 from pmpm.conda.channels import resolve_channels, spec_for_solver
 from pmpm.env import state
@@ -23,7 +22,6 @@ def load(request: Request, say: Say) -> Loaded:
     spec = load_env_file(opts.file)
     for note in spec.pmpm.notes:
         say(f"note: {note}")
-    _refuse_unsupported(spec)
     opts = replace(opts, backend=_choose_backend(opts.backend, spec, say))
     layout, want = request.layout, request.want
     if request.choose_layout is not None:
@@ -40,7 +38,9 @@ def prepare(loaded: Loaded, say: Say) -> Prepared:
     stack, which the solve then leaves out)."""
     spec, layout, opts = loaded.spec, loaded.layout, loaded.opts
     compiler = None
-    if spec.pmpm.packages:
+    if spec.pmpm.packages:  # the build stage is imported only then (see pipeline.conda_stage)
+        from pmpm.build.compile_stage import Compiler
+
         compiler = Compiler(
             spec,
             layout.compile,
@@ -83,15 +83,6 @@ def up_to_date(loaded: Loaded) -> bool:
     """The no-op check again, under the prefix lock (a run waited on may have done the work)."""
     layout = loaded.layout
     return not loaded.opts.forced and state.up_to_date(layout.compile, loaded.want, layout.prefixes)
-
-
-def _refuse_unsupported(spec: EnvSpec) -> None:
-    if spec.explicit:
-        raise PmpmError(
-            "explicit package lists (@EXPLICIT) are read but not installed by this version of pmpm",
-            where=located(spec.path, 1),
-            hint="use an environment.yml with channels and dependencies",
-        )
 
 
 def refuse_foreign_folder(prefix: Path) -> None:

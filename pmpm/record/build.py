@@ -11,13 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import re
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pmpm import paths
+from pmpm import __version__, paths
+from pmpm.build.inputs import BuildInputs, digest
+from pmpm.conda import variables
 from pmpm.env.inventory import file_entry, installed_files, meta_records, pip_packages, walk_files
 from pmpm.env.layout import Layout
 from pmpm.errors import PmpmError
@@ -56,18 +60,21 @@ def build_details(step, book) -> dict[str, Any]:
 
 
 def _is_compiled(data: dict[str, Any]) -> bool:
-    from pmpm.conda.engine import BUILD_PREFIX
+    from pmpm.conda.engine import BUILD_PREFIX  # asyncio and more: not for pmpm.environment_id()
 
     return str(data.get("build", "")).startswith(BUILD_PREFIX)
 
 
 def _compiled(data: dict[str, Any], stack_name: str, stack: Path) -> CompiledPackage:
     name = data["name"]
+    where = paths.build_inputs_file(stack, name)
     try:
-        inputs = json.loads(paths.build_inputs_file(stack, name).read_text())
+        stored = json.loads(where.read_text())
     except (OSError, ValueError):
-        inputs = {}
-    details = inputs.get("record") or {}
+        stored = {}
+    details = stored.get("record") or {}
+    # the inputs as stored, read back (a format this pmpm does not know is an error here)
+    inputs = BuildInputs.from_dict(stored, where=str(where)).as_dict() if stored else {}
     rendered = details.get("rendered")
     recipe = {
         "origin": details.get("recipe_origin"),
@@ -76,9 +83,8 @@ def _compiled(data: dict[str, Any], stack_name: str, stack: Path) -> CompiledPac
         "sha256": inputs.get("recipe"),
     }
     source = {**(details.get("source") or {}), "identity": inputs.get("source")}
-    from pmpm.build.plan import digest
-
-    key = digest({k: v for k, v in inputs.items() if k != "record"}) if inputs else None
+    # the key the package was built with: the digest of its inputs as they were written
+    key = digest({k: v for k, v in stored.items() if k != "record"}) if stored else None
     return CompiledPackage(
         name=name,
         version=str(data.get("version")),
@@ -96,6 +102,7 @@ def _compiled(data: dict[str, Any], stack_name: str, stack: Path) -> CompiledPac
         options=inputs.get("options") or {},
         requires={"recipes": inputs.get("recipes") or {}, "conda": inputs.get("conda") or {}},
         files=installed_files(data),
+        inputs={k: v for k, v in stored.items() if k != "record"} or None,  # as stored, with its format
     )
 
 
@@ -115,8 +122,6 @@ def _conda(data: dict[str, Any], stack_name: str) -> CondaPackage:
 
 
 def describe_host() -> Host:
-    import platform
-
     target = host_target_name()
     os_name = None
     try:
@@ -145,12 +150,14 @@ def describe_host() -> Host:
     )
 
 
-def _env_file(path: Path | None) -> EnvFile | None:
+def _env_file(path: Path | None, text: str | None = None) -> EnvFile | None:
+    """The env file as the record keeps it: read from ``path``, or given as ``text`` (a lock's
+    rebuild: the env file its lock carries; ``path`` then names the lock)."""
     if path is None:
         return None
-    import yaml
+    import yaml  # 80 ms: not for pmpm.environment_id(), which only reads the record
 
-    raw = Path(path).read_bytes()
+    raw = Path(path).read_bytes() if text is None else text.encode()
     text = raw.decode("utf-8", errors="replace")
     try:
         normalized = yaml.safe_load(text)
@@ -167,13 +174,9 @@ def _env_file(path: Path | None) -> EnvFile | None:
     )
 
 
-def build(layout: Layout, env_file: Path | None = None) -> Record:
-    """Read what the environment holds now and describe it; nothing is written."""
-    from datetime import datetime, timezone
-
-    from pmpm import __version__
-    from pmpm.conda import variables
-
+def build(layout: Layout, env_file: Path | None = None, env_text: str | None = None) -> Record:
+    """Read what the environment holds now and describe it; nothing is written. ``env_text``:
+    the env file's text when it is not read from ``env_file`` (see :func:`_env_file`)."""
     conda_packages: list[CondaPackage] = []
     compiled: list[CompiledPackage] = []
     pip: list[PipPackage] = []
@@ -205,7 +208,7 @@ def build(layout: Layout, env_file: Path | None = None) -> Record:
             **{name: str(path) for name, path in stacks(layout).items()},
         },
         host=describe_host(),
-        env_file=_env_file(env_file),
+        env_file=_env_file(env_file, env_text),
         conda_packages=conda_packages,
         compiled_packages=compiled,
         pip_packages=pip,
@@ -216,12 +219,14 @@ def build(layout: Layout, env_file: Path | None = None) -> Record:
     return record
 
 
-def write_record(layout: Layout, env_file: Path | None, say: Say | None = None) -> Record:
+def write_record(
+    layout: Layout, env_file: Path | None, say: Say | None = None, *, env_text: str | None = None
+) -> Record:
     """Describe the environment and store the record atomically; the previous one goes to history.
 
     Called by the install commands at the end of a successful run, before the no-op state.
     """
-    record = build(layout, env_file)
+    record = build(layout, env_file, env_text)
     path = record_path(layout)
     try:  # unchanged but for the time (a re-run that only re-checked): keep the file as it is
         previous = Record.from_dict(json.loads(path.read_text(encoding="utf-8")), where=str(path))

@@ -26,10 +26,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from pmpm.conda import engine as conda
 from pmpm.env.layout import conda_layout
 from pmpm.errors import PmpmError
 from pmpm.host.target import host_target_name
+from pmpm.pipeline.locked import LockedBuild, LockedRequest, run_locked
+from pmpm.pipeline.prepare import refuse_foreign_folder
 from pmpm.record.lock_export import ENVIRONMENT, FORMAT, SEPARATOR, export, lock_data
 
 if TYPE_CHECKING:
@@ -46,8 +50,6 @@ Say = Callable[[str], None]
 
 def read_lock(path: Path) -> tuple[dict[str, Any], str]:
     """The ``pmpm:`` section and the conda part's text, both checked; clear errors otherwise."""
-    import yaml
-
     where = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -142,9 +144,6 @@ def install(
 ) -> int:
     """``pmpm conda_install PREFIX --lock FILE``: the locked conda records (no solve), then the
     locked compiled packages; the record is written at the end like any other run."""
-    from pmpm.pipeline.locked import LockedBuild, LockedRequest, run_locked
-    from pmpm.pipeline.prepare import refuse_foreign_folder
-
     section, conda_text = read_lock(lock_path)
     subdir = conda.host_subdir()
     if section.get("subdir") not in (None, subdir):

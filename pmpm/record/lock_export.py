@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from pmpm.conda.engine import host_subdir, is_compiled
 from pmpm.env import inventory
 from pmpm.errors import PmpmError
@@ -115,8 +117,6 @@ def lock_data(record: Record) -> dict[str, Any]:
 
 def export(prefix: Path, out: Path, say: Say) -> int:
     """``pmpm export PREFIX -o FILE``."""
-    import yaml
-
     layout = records.layout_of(prefix)
     record = records.read(layout.root)
     conda_text, subdir = _conda_part(layout, record)

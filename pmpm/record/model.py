@@ -81,6 +81,9 @@ class CompiledPackage:
     options: dict[str, Any]
     requires: dict[str, Any]  # {"recipes": {name: key}, "conda": {name: version-build}}
     files: list[FileEntry]
+    #: the build inputs as stored beside the package (pmpm.build.inputs.BuildInputs, with its
+    #: ``format``); None in records of an older pmpm. The fields above are read from them.
+    inputs: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CompiledPackage:

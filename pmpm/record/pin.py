@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from pmpm.errors import PmpmError
+from pmpm.fsutil import atomic_write_text
+from pmpm.publish.activation import run_activation
 from pmpm.record import api as records
 
 Say = Callable[[str], None]
@@ -66,7 +68,7 @@ def require(expected: str, prefix: Path | str | None = None) -> str:
     if wanted_record is None and wanted_id in records.history(layout):
         wanted_record = records.read(records.history(layout)[wanted_id])
     if wanted_record is not None:
-        from pmpm.record.verify import differences
+        from pmpm.record.verify import differences  # lazy: see provenance()
 
         lines = differences(wanted_record, current) or ["(no package differs)"]
         detail = "\nwhat differs from the required environment:\n" + "\n".join(f"  {x}" for x in lines)
@@ -122,6 +124,8 @@ def provenance(
     if env_id is None:
         status = {"ok": False, "problems": [{"kind": "no record", "what": str(layout.root)}]}
     elif verify:
+        # lazy: verify's thread pool costs ~30 ms to import, which `pmpm.environment_id()` and
+        # `pmpm.require()` in an experiment's Python (and `pmpm run --no-verify`) need not pay
         from pmpm.record.verify import check
 
         status = check(layout.root).to_dict()
@@ -175,8 +179,6 @@ def run(
             "modified files of its packages; or pass --no-verify to run anyway (the provenance then "
             "says it was not checked)",
         )
-    from pmpm.publish.activation import run_activation
-
     env = run_activation(layout, os.environ)
     env["PMPM_ENVIRONMENT_ID"] = info["environment_id"] or ""
     started = datetime.now(timezone.utc)
@@ -190,7 +192,5 @@ def run(
     info["started"] = started.isoformat(timespec="seconds")
     info["seconds"] = round((datetime.now(timezone.utc) - started).total_seconds(), 3)
     if provenance_file is not None:
-        from pmpm.fsutil import atomic_write_text
-
         atomic_write_text(Path(provenance_file), json.dumps(info, indent=1, sort_keys=True) + "\n")
     return proc.returncode

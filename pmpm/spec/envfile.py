@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from pmpm.build.recipe import unknown_recipes
 from pmpm.errors import PmpmError, combined, located
 from pmpm.spec.model import EnvSpec
-from pmpm.spec.reader import URL, _describe, _Reader
-from pmpm.spec.yaml_lines import parse_yaml
+from pmpm.spec.reader import URL, _Reader
+from pmpm.spec.yaml_lines import describe, parse_yaml
 
 
 def load_env_file(path: Path, *, subdir: str | None = None) -> EnvSpec:
@@ -33,7 +34,7 @@ def load_env_file(path: Path, *, subdir: str | None = None) -> EnvSpec:
     if not root.is_mapping:
         raise PmpmError(
             f"the top level must be a mapping with keys such as `channels:` and `dependencies:`, "
-            f"not {_describe(root)}",
+            f"not {describe(root)}",
             where=located(path, root.line),
             hint="explicit package lists must start with a line `@EXPLICIT`",
         )
@@ -47,8 +48,6 @@ def load_env_file(path: Path, *, subdir: str | None = None) -> EnvSpec:
     reader = _Reader(path, subdir, known_subdirs)
     spec = reader.read(root.value)
     if reader.problems:
-        from pmpm.build.recipe import unknown_recipes  # only on the error path: recipes load jinja2
-
         reader.problems += unknown_recipes(spec)
         reader.problems.sort(key=_line_of)
         raise combined(reader.problems, "in the environment file")

@@ -53,7 +53,7 @@ def parse(text: str) -> MatchSpec:
     from rattler import MatchSpec  # lazy: py-rattler is slow to import
     from rattler.exceptions import InvalidMatchSpecError
 
-    from pmpm.spec import versionpattern
+    from pmpm.spec import versionpattern  # it subclasses py-rattler's MatchSpec: lazy as well
 
     written = normalise(text)
     try:

@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pmpm.spec.model import PackageRequest, PmpmSection
-from pmpm.spec.reader import _describe, _unknown_key
+from pmpm.spec.yaml_lines import Node, describe, unknown_key
 
 if TYPE_CHECKING:
     from pmpm.spec.reader import _Reader
-    from pmpm.spec.yaml_lines import Node
 
 PMPM_KEYS = (
     "target",
@@ -107,7 +106,7 @@ class PmpmReader:
         elif key in PMPM_KEYS:
             getattr(self, f"key_{key}")(value)
         else:
-            raise _unknown_key(key, PMPM_KEYS, "`_pmpm`", self.r.path, value.line)
+            raise unknown_key(key, PMPM_KEYS, "`_pmpm`", self.r.path, value.line)
 
     # current keys ---------------------------------------------------------------------------
 
@@ -196,7 +195,7 @@ class PmpmReader:
     def backend(self, node: Node, what: str) -> str:
         if not node.is_scalar or node.value is None or node.text not in BACKENDS:
             raise self.r.error(
-                f"`{what}` must be one of {', '.join(BACKENDS)}, not {_describe(node)}",
+                f"`{what}` must be one of {', '.join(BACKENDS)}, not {describe(node)}",
                 node,
                 hint="or `conda: false` to build without a conda stack" if what == "_pmpm.conda" else None,
             )
@@ -225,7 +224,7 @@ class PmpmReader:
                 return {"module": self.r.text(value, "_pmpm.mpi.module")}
             if key == "external":
                 return {"external": self.r.string_map(value, "_pmpm.mpi.external", MPI_EXTERNAL_KEYS)}
-        raise self.r.error(f"`_pmpm.mpi` must be {shapes}, not {_describe(node)}", node)
+        raise self.r.error(f"`_pmpm.mpi` must be {shapes}, not {describe(node)}", node)
 
     def key_cache(self, node: Node) -> None:
         self.set("cache", self.r.optional_text(node, "_pmpm.cache"), "cache", node.line)

@@ -4,6 +4,7 @@ dependencies (with ``sel(...)`` selectors) checked with their lines, every probl
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,8 @@ from typing import Any, TypeVar
 from pmpm.errors import PmpmError, located
 from pmpm.spec import matchspec
 from pmpm.spec.model import ChannelRef, Dependency, EnvSpec, PipRequirement
-from pmpm.spec.yaml_lines import Node
+from pmpm.spec.pmpm_section import PmpmReader, Section
+from pmpm.spec.yaml_lines import Node, describe, unknown_key
 
 T = TypeVar("T")
 
@@ -23,29 +25,6 @@ _ENV_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 _SELECTOR = re.compile(r"^sel\((.*)\)$")
 _BRACKET_CHANNEL = re.compile(r"""\bchannel\s*=\s*["']?([^"',\]\s]+)""")
-
-
-def _describe(node: Node) -> str:
-    if node.is_mapping:
-        return "a mapping"
-    if node.is_list:
-        return "a list"
-    if node.value is None:
-        return "empty"
-    if node.text == "":
-        return "an empty string"
-    if isinstance(node.value, bool):
-        return f"the boolean `{node.text}`"
-    return f"`{node.text}`"
-
-
-def _unknown_key(key: str, valid: tuple[str, ...] | list[str], what: str, path: Path, line: int) -> PmpmError:
-    import difflib  # only on the error path
-
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    hint = f"did you mean `{close[0]}`? " if close else ""
-    hint += f"valid keys: {', '.join(valid)}"
-    return PmpmError(f"unknown {what} key `{key}`", where=located(path, line), hint=hint)
 
 
 def _is_local_path(text: str, base: Path) -> bool:
@@ -83,7 +62,7 @@ class _Reader:
     def text(self, node: Node, what: str) -> str:
         """A scalar as written: versions like `3.10` must not become the float 3.1."""
         if not node.is_scalar or node.value is None or isinstance(node.value, bool) or not node.text:
-            raise self.error(f"`{what}` must be a string, not {_describe(node)}", node)
+            raise self.error(f"`{what}` must be a string, not {describe(node)}", node)
         return node.text
 
     def optional_text(self, node: Node, what: str) -> str | None:
@@ -91,7 +70,7 @@ class _Reader:
 
     def boolean(self, node: Node, what: str) -> bool:
         if not isinstance(node.value, bool):
-            raise self.error(f"`{what}` must be true or false, not {_describe(node)}", node)
+            raise self.error(f"`{what}` must be true or false, not {describe(node)}", node)
         return node.value
 
     def items(self, node: Node, what: str) -> list[Node]:
@@ -99,7 +78,7 @@ class _Reader:
             return []
         if not node.is_list:
             raise self.error(
-                f"`{what}` must be a list (lines starting with `- `), not {_describe(node)}", node
+                f"`{what}` must be a list (lines starting with `- `), not {describe(node)}", node
             )
         return node.value
 
@@ -107,14 +86,14 @@ class _Reader:
         if node.value is None:
             return {}
         if not node.is_mapping:
-            raise self.error(f"`{what}` must be a mapping (`key: value` lines), not {_describe(node)}", node)
+            raise self.error(f"`{what}` must be a mapping (`key: value` lines), not {describe(node)}", node)
         return node.value
 
     def string_map(self, node: Node, what: str, keys: tuple[str, ...]) -> dict[str, str]:
         result: dict[str, str] = {}
         for key, value in self.mapping(node, what).items():
             if key not in keys:
-                self.problems.append(_unknown_key(key, keys, f"`{what}`", self.path, value.line))
+                self.problems.append(unknown_key(key, keys, f"`{what}`", self.path, value.line))
             elif (text := self.attempt(self.text, value, f"{what}.{key}")) is not None:
                 result[key] = text
         return result
@@ -127,7 +106,7 @@ class _Reader:
     def read(self, top: dict[str, Node]) -> EnvSpec:
         for key, node in top.items():
             if key not in TOP_LEVEL_KEYS:
-                self.problems.append(_unknown_key(key, TOP_LEVEL_KEYS, "top-level", self.path, node.line))
+                self.problems.append(unknown_key(key, TOP_LEVEL_KEYS, "top-level", self.path, node.line))
         spec = EnvSpec(path=self.path)
         if "name" in top:
             spec.name = self.attempt(self.optional_text, top["name"], "name")
@@ -147,8 +126,6 @@ class _Reader:
                 f"`category: {top['category'].text}` (line {top['category'].line}) is a conda-lock "
                 "grouping; pmpm installs every dependency and ignores it"
             )
-        from pmpm.spec.pmpm_section import PmpmReader, Section  # the `_pmpm` section has a module of its own
-
         section = PmpmReader(self).read(top["_pmpm"]) if "_pmpm" in top else Section()
         spec.pmpm = section.fields
         if section.python_version is not None:
@@ -189,7 +166,7 @@ class _Reader:
                 hint="use letters, digits and `_`, not starting with a digit",
             )
         if not value.is_scalar:
-            raise self.error(f"variable `{key}` must be a single value, not {_describe(value)}", value)
+            raise self.error(f"variable `{key}` must be a single value, not {describe(value)}", value)
         if value.value is None:
             raise self.error(f"variable `{key}` has no value", value, hint=f'write `{key}: ""` for empty')
         return value.text or ""
@@ -200,8 +177,6 @@ class _Reader:
     def platform(self, item: Node) -> str:
         name = self.text(item, "platforms")
         if name not in self.known_subdirs:
-            import difflib  # only on the error path
-
             close = difflib.get_close_matches(name, self.known_subdirs, n=1)
             hint = f"did you mean `{close[0]}`?" if close else "use conda subdir names such as linux-64"
             raise self.error(f"unknown platform `{name}`", item, hint=hint)

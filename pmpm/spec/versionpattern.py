@@ -14,7 +14,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from rattler import MatchSpec, PackageRecord  # this module is imported only where py-rattler already is
+# this module is imported only where py-rattler already is
+from rattler import MatchSpec, PackageRecord, Version, VersionSpec
+from rattler.exceptions import InvalidVersionSpecError
 
 # conda's VSPEC_TOKENS: a regex is one token (it may hold `|`, `,` and parentheses)
 _TOKENS = re.compile(r"\s*\^[^$]*[$]|\s*[()|,]|[^()|,]+")
@@ -103,9 +105,6 @@ def _leaf(leaf: str) -> Matcher:
         except re.error as exc:
             raise BadPattern(f"invalid regex `{leaf}`: {exc}") from None
         return lambda v: compiled.fullmatch(v) is not None  # as conda: `^...$` against the string
-    from rattler import Version, VersionSpec
-    from rattler.exceptions import InvalidVersionSpecError
-
     try:
         spec = VersionSpec(leaf if leaf.startswith(_OPERATOR_START) or "*" in leaf else f"=={leaf}")
     except InvalidVersionSpecError as exc:
@@ -115,8 +114,6 @@ def _leaf(leaf: str) -> Matcher:
 
 def explicit(version: str, candidates: Iterable[str]) -> str | None:
     """The versions among ``candidates`` that ``version`` selects, as ``==a|==b`` (None if none)."""
-    from rattler import Version
-
     keep = matcher(version)
     chosen = sorted({v for v in candidates if keep(v)}, key=Version)
     return "|".join(f"=={v}" for v in chosen) or None

@@ -8,6 +8,7 @@ written (``3.10`` must stay ``"3.10"`` when used as a version, not become the fl
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,29 @@ class Node:
         if isinstance(self.value, list):
             return [node.plain() for node in self.value]
         return self.value
+
+
+def describe(node: Node) -> str:
+    """How a value looks to the user, for "must be X, not Y" messages."""
+    if node.is_mapping:
+        return "a mapping"
+    if node.is_list:
+        return "a list"
+    if node.value is None:
+        return "empty"
+    if node.text == "":
+        return "an empty string"
+    if isinstance(node.value, bool):
+        return f"the boolean `{node.text}`"
+    return f"`{node.text}`"
+
+
+def unknown_key(key: str, valid: tuple[str, ...] | list[str], what: str, path: Path, line: int) -> PmpmError:
+    """An unknown key at its line, with the closest valid key."""
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f"did you mean `{close[0]}`? " if close else ""
+    hint += f"valid keys: {', '.join(valid)}"
+    return PmpmError(f"unknown {what} key `{key}`", where=located(path, line), hint=hint)
 
 
 def parse_yaml(text: str, path: Path) -> Node | None:

@@ -115,3 +115,22 @@ def test_lock_and_file_options(tmp_path, exported):
     assert dry.code == 0 and "+ libdemo 2.0-0" in dry.out and not (tmp_path / "n").exists()
     missing = pmpm("export", tmp_path / "nowhere", "-o", tmp_path / "x.lock")
     assert missing.code == 1 and "error:" in missing.err and "Traceback" not in missing.text
+
+
+def test_the_rebuild_takes_the_env_file_from_the_lock_without_writing_it(exported, tmp_path):
+    _, prefix, lock = exported
+    new = tmp_path / "rebuilt"
+    result = pmpm("conda_install", new, "--lock", lock)
+    assert result.code == 0, result.text
+    from pmpm import paths
+
+    assert not (paths.from_lock_dir(new) / "environment.yml").exists()
+    original, rebuilt = record_of(prefix), record_of(new)
+    assert rebuilt["env_file"]["text"] == original["env_file"]["text"]
+    assert rebuilt["env_file"]["sha256"] == original["env_file"]["sha256"]
+    assert rebuilt["env_file"]["path"] == str(lock.absolute())  # where the text was read
+    # the record's build inputs are the stored ones: the locked sources, the same flags
+    inputs = {p["name"]: p["inputs"] for p in rebuilt["compiled_packages"]}
+    for package in original["compiled_packages"]:
+        was, now = package["inputs"], inputs[package["name"]]
+        assert (now["format"], now["source"], now["flags"]) == (was["format"], was["source"], was["flags"])

@@ -40,8 +40,9 @@ def test_record_holds_packages_sources_flags_and_files(tmp_path, project):
     assert "-march=" in hello["flags"]["cflags"] and hello["target"] == record["host"]["target"]
     assert "gcc" in hello["compilers"]["cc"] or "clang" in hello["compilers"]["cc"]
     files = {f["path"]: f for f in greet["files"]}
-    assert files["lib/libgreet.so"]["prefix"] == "binary"  # the rpath names the prefix
     lib = prefix / "lib" / "libgreet.so"
+    # the rpath is relative ($ORIGIN), so the library names no prefix and needs no relocation
+    assert "prefix" not in files["lib/libgreet.so"] and b"$ORIGIN" in lib.read_bytes()
     import hashlib
 
     assert files["lib/libgreet.so"]["sha256"] == hashlib.sha256(lib.read_bytes()).hexdigest()
@@ -158,3 +159,65 @@ def test_record_module_is_documented_in_the_schema():
 
     assert {f.name for f in fields(Record)} == set(schema["properties"])
     assert Path(REPO / "docs" / "record.md").is_file()
+
+
+def _compiled_prefix(tmp_path: Path, stored: dict) -> Path:
+    """A prefix holding one compiled package's conda-meta record and its stored build inputs,
+    as the compile stage leaves them (no build needed to read them back)."""
+    from pmpm import paths
+
+    prefix = tmp_path / "p"
+    (prefix / "conda-meta").mkdir(parents=True)
+    meta = {"name": "greet", "version": "1.0", "build": "pmpm_0123456789ab", "files": [], "paths_data": {}}
+    (prefix / "conda-meta" / "greet-1.0-pmpm_0123456789ab.json").write_text(json.dumps(meta))
+    where = paths.build_inputs_file(prefix, "greet")
+    where.parent.mkdir(parents=True)
+    where.write_text(json.dumps(stored))
+    return prefix
+
+
+def test_the_record_holds_the_build_inputs_as_stored_and_reads_older_ones(tmp_path):
+    from pmpm.build.inputs import FORMAT, BuildInputs
+    from pmpm.env.layout import conda_layout
+    from pmpm.record.api import Record, build
+    from tests.build.test_plan import INPUTS
+
+    details = {"recipe_text": "name: greet\n", "recipe_origin": "/r/greet.yaml", "source": {"kind": "url"}}
+    prefix = _compiled_prefix(tmp_path, {**INPUTS.as_dict(), "record": details})
+    record = build(conda_layout(prefix))
+    [package] = record.compiled_packages
+    assert package.inputs == INPUTS.as_dict() and package.inputs["format"] == FORMAT
+    assert BuildInputs.from_dict(package.inputs, where="record") == INPUTS
+    assert package.build_key == INPUTS.key and package.recipe["text"] == "name: greet\n"
+    assert (package.target, package.flags, package.requires["conda"]) == (
+        INPUTS.target,
+        INPUTS.flags,
+        INPUTS.conda,
+    )
+    again = Record.from_dict(json.loads(record.to_json()), where="written")
+    assert again.compiled_packages[0].inputs == INPUTS.as_dict()
+
+    # a record written before the inputs joined it: read as it is
+    old = json.loads(record.to_json())
+    del old["compiled_packages"][0]["inputs"]
+    assert Record.from_dict(old, where="old").compiled_packages[0].inputs is None
+
+    # inputs of the older format (no plugins, no builder) still describe the package
+    older = {k: v for k, v in INPUTS.as_dict().items() if k not in ("builder", "recipe_plugin")}
+    prefix = _compiled_prefix(tmp_path / "older", {**older, "format": 1, "record": details})
+    [package] = build(conda_layout(prefix)).compiled_packages
+    assert package.inputs == {**older, "format": 1} and package.target == INPUTS.target
+
+
+def test_build_inputs_of_an_unknown_format_are_an_error_naming_the_file(tmp_path):
+    from pmpm import paths
+    from pmpm.env.layout import conda_layout
+    from pmpm.errors import PmpmError
+    from pmpm.record.api import build
+    from tests.build.test_plan import INPUTS
+
+    prefix = _compiled_prefix(tmp_path, {**INPUTS.as_dict(), "format": 99})
+    with pytest.raises(PmpmError) as caught:
+        build(conda_layout(prefix))
+    assert "build inputs format 99 is not one this pmpm reads" in caught.value.message
+    assert caught.value.where == str(paths.build_inputs_file(prefix, "greet"))
