@@ -8,6 +8,7 @@ declarations.
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -17,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
 
     command = fast.find(catalog.COMMANDS, args)
     values = fast.parse(command, args[len(command.words) :]) if command else None
-    if command is None or values is None:
+    if command is None or values is None or "_PMPM_COMPLETE" in os.environ:  # completion is typer's
         from pmpm import cli
 
         cli.main(args)

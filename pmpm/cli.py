@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -57,10 +58,39 @@ class _Group(typer.core.TyperGroup):
     def get_help_option(self, ctx: Any) -> typer.core.TyperOption | None:
         return _no_help_type(super().get_help_option(ctx))
 
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for param in params:
+            if isinstance(param, typer.core.TyperOption) and param.name in (
+                "install_completion",
+                "show_completion",
+            ):  # typer's own flags
+                _no_help_type(param)
+        return params
+
 
 def run(command: Command, values: dict[str, object]) -> None:
     """Call the handler; a user error becomes ``error: ...`` and the exit code."""
     raise typer.Exit(run_reporting(lambda: command.run(**values)))
+
+
+def _recipe_names(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Recipe names for shell completion: the command's --recipes folders, plugins, built-ins."""
+    from pmpm.build.recipe import RecipeBook
+
+    folders = [Path(f) for f in ctx.params.get("recipes") or ()]
+    return [n for n in sorted(RecipeBook(folders).sources()) if n.startswith(incomplete)]
+
+
+def _target_names(incomplete: str) -> list[str]:
+    """archspec's target names (and ``host``) for shell completion."""
+    from pmpm.host.detect import known_targets
+
+    return [n for n in ["host", *known_targets()] if n.startswith(incomplete)]
+
+
+#: what a declaration's ``complete`` names, as typer's completion callbacks
+COMPLETERS: dict[str, Callable[..., list[str]]] = {"recipe": _recipe_names, "target": _target_names}
 
 
 def _parameter(param: Param) -> inspect.Parameter:
@@ -77,12 +107,13 @@ def _parameter(param: Param) -> inspect.Parameter:
     if default is None:
         kind = kind | None
     info: Any
+    more: dict[str, Any] = {"autocompletion": COMPLETERS[param.complete]} if param.complete else {}
     if param.is_option:
         # a default shows only when it is a word (bash, host); 0 or none means what the help says
         shown = isinstance(param.default, str)
-        info = typer.Option(*param.flags, help=param.help, metavar=param.metavar, show_default=shown)
+        info = typer.Option(*param.flags, help=param.help, metavar=param.metavar, show_default=shown, **more)
     else:
-        info = typer.Argument(help=param.help, metavar=param.metavar)
+        info = typer.Argument(help=param.help, metavar=param.metavar, **more)
     return inspect.Parameter(
         param.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info]
     )
@@ -121,7 +152,7 @@ def build(dispatch: Dispatch = run) -> typer.Typer:
     """The application for all declared commands; each calls ``dispatch`` with its keywords."""
     app = typer.Typer(
         cls=_Group,
-        add_completion=False,
+        add_completion=True,  # --install-completion / --show-completion, and _PMPM_COMPLETE
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         help=catalog.ROOT_HELP,

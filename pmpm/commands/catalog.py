@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from pmpm.commands import check
 from pmpm.commands import handlers as h
 from pmpm.commands.declare import Command, Param, arg, opt
 
 ROOT_HELP = "Build HPC environments from one YAML file: conda packages, then host-tuned compiled packages."
 #: the command groups and their help
 GROUPS = {
-    "cache": "The binary cache of compiled packages: list, push, prune.",
+    "cache": "The binary cache of compiled packages: list, push, prune, check.",
     "recipes": "Build recipes: list and show them.",
 }
 BACKENDS = ("rattler", "conda", "mamba", "micromamba")
@@ -66,7 +67,8 @@ RECIPE_DIRS = opt(
     metavar="DIR",
     help="Extra recipe folders, searched first (repeatable).",
 )
-AS_JSON = opt("as_json", "--json", help="Print it as JSON.")
+AS_JSON = opt("as_json", "--json", help="Print it as JSON (the shapes are in docs/json.md).")
+YES = opt("yes", "--yes", "-y", help="Do it without asking.")
 
 
 def _c(words: str, summary: str, help: str, run: Callable[..., int], *params: Param) -> Command:
@@ -110,6 +112,7 @@ COMMANDS: tuple[Command, ...] = (
             "--target",
             kind=str,
             metavar="TARGET",
+            complete="target",
             help="With --lock: build compiled packages for this archspec target.",
         ),
     ),
@@ -153,6 +156,12 @@ COMMANDS: tuple[Command, ...] = (
         PREFIX,
         opt("file", "--file", "-f", kind=Path, required=True, metavar="FILE", help="The environment file."),
         opt("offline", "--offline", help="No network."),
+        AS_JSON,
+        opt(
+            "check",
+            "--check",
+            help="Exit 1 when a run would change anything, 0 when PREFIX is up to date (for CI).",
+        ),
     ),
     _c(
         "host",
@@ -165,7 +174,8 @@ COMMANDS: tuple[Command, ...] = (
             kind=str,
             default="host",
             metavar="TARGET",
-            help="An archspec target instead of the host's.",
+            complete="target",
+            help="Any archspec target instead of the host's (shown even if this machine cannot run it).",
         ),
         opt("targets", "--targets", help="List all known target names."),
         opt(
@@ -175,6 +185,7 @@ COMMANDS: tuple[Command, ...] = (
             metavar="PREFIX",
             help="Also consider the conda MPI of this environment.",
         ),
+        AS_JSON,
     ),
     _c(
         "module",
@@ -237,6 +248,32 @@ COMMANDS: tuple[Command, ...] = (
         AS_JSON,
     ),
     _c(
+        "list",
+        "List the packages in PREFIX as `conda list` does, compiled ones with target, source, build key.",
+        "",
+        h.list_packages,
+        PREFIX,
+        AS_JSON,
+    ),
+    _c(
+        "remove",
+        "Remove the environment PREFIX with its modulefiles, Jupyter kernel and conda registration.",
+        "Remove the environment PREFIX with its modulefiles, Jupyter kernel and its line in "
+        "~/.conda/environments.txt, after asking (or with --yes). A folder that is no environment "
+        "is refused.",
+        h.remove,
+        PREFIX,
+        YES,
+    ),
+    _c(
+        "clean",
+        "Show what pmpm's cache frees: downloads, sources, build folders, logs; --yes removes them.",
+        "Show what removing pmpm's package cache, sources, build folders and logs would free; --yes "
+        "removes them (compiled packages stay: see `pmpm cache prune`).",
+        h.clean,
+        YES,
+    ),
+    _c(
         "repair",
         "Reinstall the packages whose files `pmpm verify` finds missing or modified.",
         "Reinstall the packages (conda or compiled) whose files `pmpm verify` finds missing or "
@@ -251,6 +288,7 @@ COMMANDS: tuple[Command, ...] = (
         h.diff,
         arg("a", Path, "An environment folder or a record.json file."),
         arg("b", Path, "Another one."),
+        AS_JSON,
     ),
     _c(
         "export",
@@ -311,6 +349,7 @@ COMMANDS: tuple[Command, ...] = (
             metavar="DIR",
             help="A shared cache folder instead of the local build channel.",
         ),
+        AS_JSON,
     ),
     _c(
         "cache push",
@@ -335,18 +374,33 @@ COMMANDS: tuple[Command, ...] = (
         opt("everything", "--all", help="Remove every package."),
     ),
     _c(
+        "cache check",
+        "Rebuild PREFIX's compiled packages in clean folders and compare: identical, or what differs.",
+        "Rebuild the compiled packages of PREFIX (or only NAMEs) from the inputs its record names, in a "
+        "new cache folder (only downloads are shared) with --fresh, and compare each rebuild with the "
+        "recorded package's sha256, with the copy in the build channel and with the files installed in "
+        "PREFIX: identical, or the files that differ and, for ELF files, which sections. Exit code 1 "
+        "when anything differs.",
+        check.cache_check,
+        PREFIX,
+        arg("names", str, "Only these compiled packages (default: all).", repeat=True, metavar="NAME"),
+        OFFLINE,
+    ),
+    _c(
         "recipes list",
         "List the recipes pmpm can build: name, version, build system, where it comes from.",
         "",
         h.recipes_list,
         RECIPE_DIRS,
+        AS_JSON,
     ),
     _c(
         "recipes show",
         "Print a recipe.",
         "",
         h.recipes_show,
-        arg("name", str, "The recipe's name."),
+        arg("name", str, "The recipe's name.", complete="recipe"),
         RECIPE_DIRS,
+        AS_JSON,
     ),
 )

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pmpm.env import state
 from pmpm.errors import PmpmError
 
+TYPE_CHECKING = False  # typing's flag without importing typing: the no-op path stays cheap
 if TYPE_CHECKING:
     from pmpm.env.layout import Layout
     from pmpm.spec.model import EnvSpec
@@ -70,14 +70,7 @@ def install(
     ``choose_layout(spec)`` lets system_install decide the stacks from the env file's ``_pmpm``
     keys once it is parsed; the no-op check runs before that, on the layout as last written.
     """
-    try:
-        env_bytes = opts.file.read_bytes()
-    except OSError as exc:
-        raise PmpmError(
-            f"cannot read the env file: {exc.strerror}",
-            where=str(opts.file),
-            hint="check the path given with --file",
-        ) from None
+    env_bytes = read_env_file(opts.file)
     want = state.expected(env_bytes, {**opts.fingerprint(), **layout_fingerprint(layout)})
     # pmpm's state and the no-op check live with the compiled stack
     if not (opts.dry_run or opts.forced) and state.up_to_date(layout.compile, want, layout.prefixes):
@@ -87,6 +80,18 @@ def install(
     from pmpm import pipeline
 
     return pipeline.run(pipeline.Request(layout, opts, want, choose_layout), say)
+
+
+def read_env_file(file: Path) -> bytes:
+    """The env file's bytes (the no-op state hashes them), or an error saying what to fix."""
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise PmpmError(
+            f"cannot read the env file: {exc.strerror}",
+            where=str(file),
+            hint="check the path given with --file",
+        ) from None
 
 
 def layout_fingerprint(layout: Layout) -> dict[str, str]:

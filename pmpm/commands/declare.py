@@ -32,6 +32,7 @@ class Param:
     repeat: bool = False  # an option given several times, or an argument taking the rest: a tuple
     choices: tuple[str, ...] = ()
     metavar: str = ""  # how --help names the value (FILE, N, ...); flags have none
+    complete: str = ""  # what shell completion offers: "recipe" or "target" names (see pmpm.cli)
 
     @property
     def is_option(self) -> bool:

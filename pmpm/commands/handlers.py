@@ -15,6 +15,15 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+def _registered(code: int, dry_run: bool, prefixes: list[Path]) -> int:
+    """After a successful install, list its stacks in ``~/.conda/environments.txt`` as conda does."""
+    if code == 0 and not dry_run:
+        from pmpm.commands import registry
+
+        registry.register([p for p in prefixes if (p / "conda-meta").is_dir()], _say)
+    return code
+
+
 def conda_install(
     prefix: Path, file: Path | None, lock: Path | None, target: str | None, backend: str | None, **options
 ) -> int:
@@ -23,25 +32,36 @@ def conda_install(
 
         rebuild_only = ("update", "fresh", "rebuild", "channel_alias")
         kept = {k: v for k, v in options.items() if k not in rebuild_only}
-        return locked.install_command(prefix, lock, file, _say, target=target, **kept)
+        code = locked.install_command(prefix, lock, file, _say, target=target, **kept)
+        return _registered(code, options["dry_run"], [prefix])
     from pmpm.commands import conda_install as command
 
-    return command.run(command.Options(prefix=prefix, file=file, backend=backend, **options), _say)
+    code = command.run(command.Options(prefix=prefix, file=file, backend=backend, **options), _say)
+    return _registered(code, options["dry_run"], [prefix])
 
 
 def system_install(**options) -> int:
     from pmpm.commands import system_install as command
 
-    return command.run(command.Options(**options), _say)
+    code = command.run(command.Options(**options), _say)
+    if code == 0 and not options["dry_run"]:
+        from pmpm.env.layout import find
+
+        _registered(code, False, find(options["prefix"]).prefixes)
+    return code
 
 
-def plan(prefix: Path, file: Path, offline: bool) -> int:
-    from pmpm.commands import conda_install as command
+def plan(prefix: Path, file: Path, offline: bool, as_json: bool, check: bool) -> int:
+    from pmpm.commands import plan as command
 
-    return command.run(command.Options(prefix=prefix, file=file, dry_run=True, offline=offline), _say)
+    return command.run(prefix, file, offline, as_json, check, _say)
 
 
-def cache_list(folder: Path | None) -> int:
+def cache_list(folder: Path | None, as_json: bool) -> int:
+    if as_json:
+        from pmpm.commands import reports
+
+        return reports.cache_list(folder, _say)
     from pmpm.build import binary_cache
 
     return binary_cache.list_command(folder, _say)
@@ -59,22 +79,22 @@ def cache_prune(older_than: float | None, everything: bool) -> int:
     return binary_cache.prune_command(older_than, everything, _say)
 
 
-def recipes_list(recipes: tuple[Path, ...]) -> int:
+def recipes_list(recipes: tuple[Path, ...], as_json: bool) -> int:
     from pmpm import show
 
-    return show.recipes_list(list(recipes), _say)
+    return show.recipes_list(list(recipes), _say, as_json=as_json)
 
 
-def recipes_show(name: str, recipes: tuple[Path, ...]) -> int:
+def recipes_show(name: str, recipes: tuple[Path, ...], as_json: bool) -> int:
     from pmpm import show
 
-    return show.recipes_show(name, list(recipes), _say)
+    return show.recipes_show(name, list(recipes), _say, as_json=as_json)
 
 
-def host(target: str, targets: bool, prefix: Path | None) -> int:
+def host(target: str, targets: bool, prefix: Path | None, as_json: bool) -> int:
     from pmpm import show
 
-    return show.host_report(target, None, _say, targets=targets, prefix=prefix)
+    return show.host_report(target, None, _say, targets=targets, prefix=prefix, as_json=as_json)
 
 
 def module(prefix: Path, lmod: Path | None, tcl: Path | None, name: str | None) -> int:
@@ -102,9 +122,31 @@ def record(prefix: Path, as_json: bool) -> int:
 
 
 def verify(prefix: Path, as_json: bool) -> int:
+    if as_json:
+        from pmpm.commands import reports
+
+        return reports.verify(prefix, _say)
     from pmpm.record import verify as command
 
-    return command.run(prefix, _say, as_json=as_json)
+    return command.run(prefix, _say)
+
+
+def list_packages(prefix: Path, as_json: bool) -> int:
+    from pmpm.commands import listing
+
+    return listing.run(prefix, as_json, _say)
+
+
+def remove(prefix: Path, yes: bool) -> int:
+    from pmpm.commands import remove as command
+
+    return command.run(prefix, yes, _say)
+
+
+def clean(yes: bool) -> int:
+    from pmpm.commands import clean as command
+
+    return command.run(yes, _say)
 
 
 def repair(prefix: Path) -> int:
@@ -113,7 +155,11 @@ def repair(prefix: Path) -> int:
     return command.run(prefix, _say)
 
 
-def diff(a: Path, b: Path) -> int:
+def diff(a: Path, b: Path, as_json: bool) -> int:
+    if as_json:
+        from pmpm.commands import reports
+
+        return reports.diff(a, b, _say)
     from pmpm.record import verify as command
 
     return command.diff(a, b, _say)

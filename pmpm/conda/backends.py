@@ -46,13 +46,18 @@ def env_file_for_tool(spec, channels: list[ResolvedChannel], specs: list[str]) -
 def argv_for(
     backend: str, exe: str, prefix: Path, env_file: Path, *, update: bool, offline: bool
 ) -> list[str]:
+    """The tool's command line. conda creates a prefix with ``env update`` too: its
+    ``env create`` (26.x) reads ``nodefaults`` as a channel name and asks a server for it, and
+    merges ``.condarc``'s channels in, where ``env update`` honours ``nodefaults``."""
     if backend == "micromamba":
         argv = [exe, "install" if update else "create", "-y", "-p", str(prefix), "-f", str(env_file)]
+    elif backend == "conda":
+        argv = [exe, "env", "update", "-p", str(prefix), "-f", str(env_file), "--prune"]
     else:
         argv = [exe, "env", "update" if update else "create", "-p", str(prefix), "-f", str(env_file)]
         if update:
             argv.append("--prune")
-    if offline and not (backend == "conda" and update):  # conda's `env update` has no --offline:
+    if offline and backend != "conda":  # conda's `env update` has no --offline:
         argv.append("--offline")  # it reads CONDA_OFFLINE (see install_with)
     return argv
 

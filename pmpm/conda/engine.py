@@ -347,6 +347,11 @@ def install(
         if full is not None:  # a full disk, not a broken channel
             raise full from None
         text = str(exc).strip()
+        from pmpm.conda.padding import installer_error
+
+        padding = installer_error(text, prefix, paths.package_cache())
+        if padding is not None:  # a placeholder too short for this prefix, not a broken package
+            raise padding from None
         match = re.search(r"(?:fetch|link|install)\s+(\S+?\.(?:conda|tar\.bz2))", text)
         package = f" ({match.group(1)})" if match else ""
         raise PmpmError(

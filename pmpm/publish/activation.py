@@ -7,10 +7,13 @@ what pmpm adds for HPC use, is run in a ``bash`` subprocess and the environment 
 compared. The result is a plain list of variable changes, so
 
 * ``pmpm activate`` prints those changes for bash, zsh or fish (fish gets the effect of the
-  packages' ``.sh`` activation scripts too), and stores the old values in ``PMPM_ACTIVE_ENV`` so
-  ``pmpm deactivate`` puts back exactly what was there;
+  packages' ``.sh`` activation scripts too), plus conda's activation-level variables and prompt
+  (:mod:`pmpm.publish.conda_level`: over an active conda or pmpm environment it replaces that
+  one, one level up, as plain ``conda activate`` does), and stores the old values in
+  ``PMPM_ACTIVE_ENV`` so ``pmpm deactivate`` puts back exactly what was there, one activation
+  at a time;
 * a modulefile gets ``setenv``/``prepend_path`` lines that do the same, and the module tool undoes
-  them on unload.
+  them on unload (:mod:`pmpm.publish.module_env`, which adds the compiler search paths).
 
 What pmpm adds beyond conda's activation, for every stack of the layout (compiled stack first):
 ``MANPATH`` (``share/man``), ``PKG_CONFIG_PATH`` (``lib/pkgconfig``, ``share/pkgconfig``) and
@@ -37,33 +40,19 @@ import shlex
 import subprocess
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from pmpm import paths
 from pmpm.conda import variables
 from pmpm.env.layout import Layout
 from pmpm.errors import PmpmError
+from pmpm.publish import conda_level, shell_code
 
 #: what ``pmpm activate`` stores so that ``pmpm deactivate`` can undo it
 ACTIVE_VAR = "PMPM_ACTIVE_ENV"
 SHELLS = ("bash", "zsh", "fish")
 #: set by bash itself between the two snapshots, not by the activation
 _BASH_OWN = frozenset({"_", "SHLVL", "PWD", "OLDPWD", "BASH_EXECUTION_STRING"})
-#: stands for "the value before" of a list variable while computing a modulefile
-_SENTINEL = "/__pmpm_previous_value__"
-
-
-@dataclass(frozen=True)
-class Change:
-    """One variable change: ``set`` (value), ``unset``, or ``path`` (entries before/after the old
-    value, which the module tools prepend/append and remove again on unload)."""
-
-    name: str
-    kind: str  # "set" | "unset" | "path"
-    value: str = ""
-    prepend: tuple[str, ...] = ()
-    append: tuple[str, ...] = ()
 
 
 def _existing(*paths: Path) -> list[str]:
@@ -100,11 +89,13 @@ def _literal_variables(script: str, env_vars: dict[str, str]) -> list[str]:
     return lines
 
 
-def bash_script(layout: Layout, path: list[str]) -> str:
+def bash_script(layout: Layout, path: list[str], replacing: str | None = None) -> str:
     """The bash code that activates ``layout`` when the current ``PATH`` is ``path``.
 
     py-rattler writes the conda part with ``PathModificationBehavior.Replace`` and ``path`` minus
-    this environment's own ``bin`` folders, so PATH never holds them twice.
+    this environment's own ``bin`` folders, so PATH never holds them twice. ``replacing``: the
+    active conda environment this one takes the place of (py-rattler takes its ``bin`` folders
+    off PATH and runs its ``deactivate.d`` scripts first, as ``conda activate`` does).
     """
     from rattler.shell import ActivationVariables, PathModificationBehavior, Shell, activate
 
@@ -112,7 +103,9 @@ def bash_script(layout: Layout, path: list[str]) -> str:
     clean = [p for p in path if p and p not in own_bins]
     primary = layout.conda if layout.conda is not None else layout.compile
     script = activate(
-        primary, ActivationVariables(None, clean, PathModificationBehavior.Replace), Shell.bash
+        primary,
+        ActivationVariables(Path(replacing) if replacing else None, clean, PathModificationBehavior.Replace),
+        Shell.bash,
     ).script
     lines = _literal_variables(script, variables.read(primary))
     if layout.kind == "system" and layout.compile != primary:
@@ -147,14 +140,15 @@ def _read_env(path: Path) -> dict[str, str]:
     return env
 
 
-def run_activation(layout: Layout, env: Mapping[str, str]) -> dict[str, str]:
-    """The environment after activating ``layout`` in a shell whose environment is ``env``."""
+def run_activation(layout: Layout, env: Mapping[str, str], replacing: str | None = None) -> dict[str, str]:
+    """The environment after activating ``layout`` in a shell whose environment is ``env``
+    (``replacing``: see :func:`bash_script`)."""
     for prefix in layout.prefixes:
         if not prefix.is_dir():
             raise PmpmError(
                 f"{prefix} does not exist", hint="create the environment with `pmpm conda_install`"
             )
-    script = bash_script(layout, env.get("PATH", "").split(os.pathsep))
+    script = bash_script(layout, env.get("PATH", "").split(os.pathsep), replacing)
     with tempfile.TemporaryDirectory(prefix="pmpm-activate-") as tmp:
         work = Path(tmp)
         (work / "activate.sh").write_text(script)
@@ -185,46 +179,8 @@ def run_activation(layout: Layout, env: Mapping[str, str]) -> dict[str, str]:
     return result
 
 
-# --- modulefiles -----------------------------------------------------------------------------
-
-#: not put in a modulefile: a module is not a conda activation level
-_NOT_IN_MODULES = frozenset({"CONDA_SHLVL", ACTIVE_VAR})
-
-
-def module_changes(layout: Layout) -> list[Change]:
-    """The activation as changes a module tool can apply and undo, independent of who loads it.
-
-    The activation runs twice from a bare environment: once to learn which variables it touches,
-    then with each of those standing at a sentinel value, so that ``a:b:<sentinel>`` reads as
-    "prepend a and b" and a value without the sentinel as "set".
-    """
-    base = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/"), "LANG": "C"}
-    first = run_activation(layout, base)
-    touched = {k for k in set(first) | set(base) if first.get(k) != base.get(k)} - _NOT_IN_MODULES
-    probe = dict(base)
-    for name in touched:
-        if name != "PATH":  # PATH stays real: activation scripts run commands
-            probe[name] = _SENTINEL
-    second = run_activation(layout, probe)
-    changes = []
-    for name in sorted(touched):
-        old = probe.get(name)
-        new = second.get(name)
-        if new is None:
-            changes.append(Change(name, "unset"))
-            continue
-        parts = new.split(os.pathsep)
-        marker = old.split(os.pathsep) if old is not None else []
-        at = _find(parts, marker)
-        if at is None:
-            changes.append(Change(name, "set", value=first.get(name, new)))
-        else:
-            head, tail = parts[:at], parts[at + len(marker) :]
-            changes.append(Change(name, "path", prepend=tuple(p for p in head if p), append=tuple(tail)))
-    return [c for c in changes if c.kind != "path" or c.prepend or c.append]
-
-
-def _find(parts: list[str], marker: list[str]) -> int | None:
+def find_run(parts: list[str], marker: list[str]) -> int | None:
+    """Where the run of entries ``marker`` starts in ``parts`` (None: nowhere, or no marker)."""
     if not marker:
         return None
     for i in range(len(parts) - len(marker) + 1):
@@ -234,33 +190,79 @@ def _find(parts: list[str], marker: list[str]) -> int | None:
 
 
 # --- pmpm activate / deactivate ----------------------------------------------------------------
+#
+# ``PMPM_ACTIVE_ENV`` holds a JSON list, one entry per ``pmpm activate`` still in effect (the last
+# is the newest): the prefix and, for every variable that activation changed, its value before
+# (``old``) and after (``new``). ``pmpm deactivate`` puts the newest entry's ``old`` values back, so
+# the shell is exactly as before that activation, including an environment it replaced.
+
+#: what conda itself keeps per activation level: when ``conda deactivate`` already undid a pmpm
+#: activation, these are conda's to keep and pmpm only takes back the rest
+_CONDA_LEVEL = ("PATH", "CONDA_", "__CONDA_SHLVL_")
 
 
-def _deactivated(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
-    """``env`` with a pmpm activation recorded in it undone; notes for what could not be."""
-    result = dict(env)
-    notes: list[str] = []
-    raw = result.pop(ACTIVE_VAR, None)
+def _entries(env: Mapping[str, str]) -> list[dict] | None:
+    """The activations recorded in ``env`` (None: the variable is there but not pmpm's)."""
+    raw = env.get(ACTIVE_VAR)
     if raw is None:
-        return result, notes
+        return []
     try:
-        saved = json.loads(raw)
-        old, new = dict(saved["old"]), dict(saved["new"])
-    except (ValueError, KeyError, TypeError):
-        return result, [f"{ACTIVE_VAR} is not pmpm's: left the environment as it is"]
-    for name, was in old.items():
-        now = result.get(name)
-        if now == new.get(name):
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    entries = [data] if isinstance(data, dict) else data  # a dict: one entry, as older pmpm wrote
+    ok = isinstance(entries, list) and all(
+        isinstance(e, dict) and isinstance(e.get("old"), dict) and isinstance(e.get("new"), dict)
+        for e in entries
+    )
+    return entries if ok else None
+
+
+def _level(entry: dict, env: Mapping[str, str]) -> str:
+    """Where the conda level ``entry`` made stands in ``env``: ``top`` (still the active one),
+    ``gone`` (``conda deactivate`` went below it) or ``covered`` (something activated on top)."""
+    made, now = entry.get("shlvl"), conda_level.shlvl(env)
+    if not isinstance(made, int):  # written by an older pmpm, which kept no level
+        return "top"
+    if now < made:
+        return "gone"
+    return "top" if now == made and env.get("CONDA_PREFIX") == entry.get("conda_prefix") else "covered"
+
+
+def _deactivated(env: Mapping[str, str]) -> tuple[dict[str, str] | None, list[str]]:
+    """``env`` with its newest pmpm activation undone (None: it cannot be), and notes."""
+    entries = _entries(env)
+    if entries is None:
+        return None, [f"{ACTIVE_VAR} is not pmpm's: left the environment as it is"]
+    if not entries:
+        return None, ["no pmpm environment is active: nothing to deactivate"]
+    entry, rest = entries[-1], entries[:-1]
+    result, notes = dict(env), []
+    where = _level(entry, env)
+    if where == "covered":
+        return None, [
+            f"{env.get('CONDA_PREFIX')} was activated after {entry.get('prefix')}: "
+            "deactivate it first (`conda deactivate`)"
+        ]
+    for name, was in entry["old"].items():
+        if where == "gone" and name.startswith(_CONDA_LEVEL):
+            continue  # conda took its part back already
+        now, set_to = result.get(name), entry["new"].get(name)
+        if now == set_to:
             if was is None:
                 result.pop(name, None)
             else:
                 result[name] = was
             continue
-        undone = _remove_added(now, was, new.get(name))
+        undone = _remove_added(now, was, set_to)
         if undone is None:
             notes.append(f"{name} changed since activation: left as it is")
         else:
             result[name] = undone
+    if rest:
+        result[ACTIVE_VAR] = json.dumps(rest, separators=(",", ":"))
+    else:
+        result.pop(ACTIVE_VAR, None)
     return result, notes
 
 
@@ -269,7 +271,7 @@ def _remove_added(now: str | None, was: str | None, set_to: str | None) -> str |
     if now is None or set_to is None:
         return None
     parts, before = set_to.split(os.pathsep), (was or "").split(os.pathsep) if was else []
-    at = _find(parts, before) if before else len(parts)
+    at = find_run(parts, before) if before else len(parts)
     if at is None:
         return None
     added = parts[:at] + parts[at + len(before) :]
@@ -281,34 +283,6 @@ def _remove_added(now: str | None, was: str | None, set_to: str | None) -> str |
     return os.pathsep.join(current)
 
 
-def _quote(shell: str, value: str) -> str:
-    if shell == "fish":
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    return shlex.quote(value)
-
-
-def _emit(shell: str, current: Mapping[str, str], target: Mapping[str, str]) -> str:
-    lines = []
-    for name in sorted(set(current) | set(target)):
-        if current.get(name) == target.get(name):
-            continue
-        value = target.get(name)
-        if shell == "fish":
-            if value is None:
-                lines.append(f"set -e {name}")
-            elif name.endswith("PATH"):  # fish keeps *PATH variables as lists
-                lines.append(f"set -gx {name} " + " ".join(_quote(shell, v) for v in value.split(os.pathsep)))
-            else:
-                lines.append(f"set -gx {name} {_quote(shell, value)}")
-        elif value is None:
-            lines.append(f"unset {name}")
-        else:
-            lines.append(f"export {name}={_quote(shell, value)}")
-    if shell in ("bash", "zsh"):
-        lines.append("hash -r 2>/dev/null || true")  # forget cached command locations
-    return "\n".join(lines) + "\n"
-
-
 def _check_shell(shell: str) -> None:
     if shell not in SHELLS:
         raise PmpmError(f"unknown shell `{shell}`", hint=f"use one of: {', '.join(SHELLS)}")
@@ -317,8 +291,11 @@ def _check_shell(shell: str) -> None:
 def activate_script(
     prefix: Path, shell: str = "bash", env: Mapping[str, str] | None = None
 ) -> tuple[str, list[str]]:
-    """The script for ``eval "$(pmpm activate PREFIX)"`` (an active pmpm environment is replaced
-    first), and notes for stderr."""
+    """The script for ``eval "$(pmpm activate PREFIX)"``, and notes for stderr.
+
+    Over an active environment it does what plain ``conda activate`` does (see
+    :mod:`pmpm.publish.conda_level`): the active one is replaced, one level up. Activating the
+    pmpm environment that is active already activates it afresh at the same level."""
     from pmpm.env import layout as layouts
 
     _check_shell(shell)
@@ -329,47 +306,67 @@ def activate_script(
             f"{found.root} is not an environment made by pmpm (no conda-meta folder)",
             hint="give the PREFIX passed to `pmpm conda_install`",
         )
-    base, notes = _deactivated(current)
-    after = run_activation(found, base)
-    changed = {k for k in set(base) | set(after) if base.get(k) != after.get(k)}
-    record = {
+    primary = str(found.conda if found.conda is not None else found.compile)
+    entries, notes = _entries(current), []
+    if entries is None:
+        notes.append(f"{ACTIVE_VAR} is not pmpm's: it is replaced")
+        current.pop(ACTIVE_VAR)
+        entries = []
+    start = current  # the environment the new activation is undone back to
+    over = current  # the environment activation starts from (a pmpm one on top is undone)
+    if entries and _level(entries[-1], current) == "top":
+        undone, notes = _deactivated(current)
+        if undone is not None:
+            over = undone
+            if entries[-1].get("prefix") == str(found.root):  # activating it again
+                start, entries = undone, entries[:-1]
+    replacing = over.get("CONDA_PREFIX") if conda_level.shlvl(over) > 0 else None
+    after = run_activation(found, over, replacing)
+    env_vars = variables.read(Path(primary))
+    if found.compile != Path(primary):
+        env_vars = {**variables.read(found.compile), **env_vars}
+    same = start.get("CONDA_PREFIX") == primary
+    after.update(conda_level.level_variables(start, primary, env_vars, same))
+    after.pop(ACTIVE_VAR, None)
+    start_vars = {k: v for k, v in start.items() if k != ACTIVE_VAR}
+    changed = sorted(k for k in set(start_vars) | set(after) if start_vars.get(k) != after.get(k))
+    entry = {
         "prefix": str(found.root),
-        "old": {k: base.get(k) for k in sorted(changed)},
-        "new": {k: after.get(k) for k in sorted(changed)},
+        "conda_prefix": primary,
+        "shlvl": conda_level.shlvl(after),
+        "old": {k: start_vars.get(k) for k in changed},
+        "new": {k: after.get(k) for k in changed},
     }
-    after[ACTIVE_VAR] = json.dumps(record, separators=(",", ":"))
-    return _emit(shell, current, after), notes
+    after[ACTIVE_VAR] = json.dumps([*entries, entry], separators=(",", ":"))
+    return shell_code.emit(shell, current, after), notes
 
 
 def deactivate_script(shell: str = "bash", env: Mapping[str, str] | None = None) -> tuple[str, list[str]]:
-    """The script that undoes ``pmpm activate``, and notes (for stderr) on what it left alone."""
+    """The script that undoes the newest ``pmpm activate``, and notes (for stderr) on what it left."""
     _check_shell(shell)
     current = dict(os.environ if env is None else env)
-    if ACTIVE_VAR not in current:
-        return "", ["no pmpm environment is active: nothing to deactivate"]
     target, notes = _deactivated(current)
-    return _emit(shell, current, target), notes
+    if target is None:
+        return "", notes
+    return shell_code.emit(shell, current, target), notes
+
+
+def _print(script: str, notes: list[str]) -> int:
+    """The script on stdout (for ``eval``), notes on stderr (eval does not see them)."""
+    import sys
+
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    sys.stdout.write(script)
+    sys.stdout.flush()
+    return 0
 
 
 def activate_command(prefix: Path, shell: str) -> int:
-    """``pmpm activate``: the script on stdout, for ``eval``."""
-    import sys
-
-    script, notes = activate_script(prefix, shell)
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
-    sys.stdout.write(script)
-    sys.stdout.flush()
-    return 0
+    """``pmpm activate``."""
+    return _print(*activate_script(prefix, shell))
 
 
 def deactivate_command(shell: str) -> int:
-    """``pmpm deactivate``: the script on stdout, notes on stderr (eval sees only the script)."""
-    import sys
-
-    script, notes = deactivate_script(shell)
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
-    sys.stdout.write(script)
-    sys.stdout.flush()
-    return 0
+    """``pmpm deactivate``."""
+    return _print(*deactivate_script(shell))

@@ -19,7 +19,7 @@ from pathlib import Path
 from pmpm import envinfo
 from pmpm.env.layout import Layout
 from pmpm.fsutil import atomic_write_text
-from pmpm.publish.activation import module_changes
+from pmpm.publish.module_env import module_changes
 
 
 def kernel_name(layout: Layout) -> str:

@@ -4,7 +4,9 @@ On a cluster an admin makes an environment available with ``module load NAME``; 
 without conda. The modulefile holds what :mod:`pmpm.publish.activation` computes activation to do
 (``PATH``, ``MANPATH``, ``PKG_CONFIG_PATH``, ``CMAKE_PREFIX_PATH``, the env file's ``variables``,
 the packages' ``activate.d`` effects; for a system_install also ``PYTHONPATH`` and
-``LD_LIBRARY_PATH`` of the compiled stack, see that module for the rule), written as
+``LD_LIBRARY_PATH`` of the compiled stack, see that module for the rule) and what building
+against the environment needs (``CPATH``, ``LIBRARY_PATH``, ``LD_RUN_PATH``, ``PMPM_ROOT_<NAME>``:
+:mod:`pmpm.publish.module_env`), written as
 ``prepend_path``/``pushenv`` so that ``module unload`` undoes it exactly. Scalar variables use
 ``pushenv`` (Tcl: where the Modules version has it) so an unload puts a user's earlier value back.
 
@@ -13,6 +15,10 @@ Two pmpm environments cannot be loaded together: Lmod modules share ``family("pm
 ``conflict`` with their own name and refuse to load while another sets ``PMPM_MODULE``. An
 external MPI's module from ``_pmpm.mpi.module`` becomes ``depends_on`` (Lmod: loaded along) or
 ``prereq`` (Tcl).
+
+``module whatis`` and ``module help`` tell the env file's name, the comment block it starts with
+(its description: the first line is the whatis ``Description``), the packages from the record
+and how to build against it.
 
 The default module name is ``NAME/VERSION``: the env file's ``name:`` (or the folder name), and
 a short form of the environment id from the record (or ``default`` without one). Modulefiles of
@@ -30,7 +36,7 @@ from pmpm.env import layout as layouts
 from pmpm.env.layout import Layout
 from pmpm.errors import PmpmError
 from pmpm.fsutil import atomic_write_text
-from pmpm.publish import activation
+from pmpm.publish import module_env
 from pmpm.record import read as record_read
 
 _PART = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*$")
@@ -105,18 +111,54 @@ def _templates():
     return env
 
 
-def _help(env_name: str, env_id: str | None, layout: Layout, mpi_module: str | None) -> str:
-    lines = [
-        f"pmpm environment {env_name}",
-        f"environment id: {env_id or 'unknown (no record)'}",
-        f"prefix: {layout.root}",
-    ]
+def _description(env_file_text: str | None) -> list[str]:
+    """The comment lines an env file starts with: conda env files have no description field, so
+    that is where they describe themselves."""
+    lines = []
+    for line in (env_file_text or "").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def _packages(record) -> list[str]:
+    if record is None:
+        return []
+    found = [f"{p.name} {p.version}" for p in record.conda_packages]
+    found += [f"{p.name} {p.version} (compiled{' for ' + p.target if p.target else ''})"
+              for p in record.compiled_packages]  # fmt: skip
+    return sorted(found)
+
+
+def _help(
+    env_name: str, env_id: str | None, layout: Layout, mpi_module: str | None, record
+) -> tuple[str, str]:
+    """``(help text, one-line description)`` from the env file and the record."""
+    import textwrap
+
+    described = _description(record.env_file.text if record is not None and record.env_file else None)
+    lines = [f"pmpm environment {env_name}", *described, ""]
+    lines += [f"environment id: {env_id or 'unknown (no record)'}", f"prefix: {layout.root}"]
     if layout.kind == "system":
         lines.append("stacks: " + ", ".join(str(p) for p in layout.prefixes))
     if mpi_module:
         lines.append(f"needs the MPI module {mpi_module}")
+    packages = _packages(record)
+    if packages:
+        lines += textwrap.wrap("packages: " + ", ".join(packages), 100, subsequent_indent="  ")
+    lines += textwrap.wrap(
+        "building against it: CPATH, LIBRARY_PATH and LD_RUN_PATH lead the compiler and linker "
+        "to its headers and libraries (programs keep finding them at run time), PKG_CONFIG_PATH "
+        "and CMAKE_PREFIX_PATH lead pkg-config and CMake there; PMPM_ROOT_<NAME> and "
+        "PMPM_VERSION_<NAME> name each library package's prefix and version.",
+        100,
+    )
     lines.append(f"regenerate with: pmpm module {layout.root} --lmod DIR | --tcl DIR")
-    return "\n".join(lines)
+    first = next((line for line in described if line), None)
+    return "\n".join(lines), first or f"pmpm environment {env_name}, environment id {env_id or 'unknown'}"
 
 
 def render(layout: Layout, kind: str, name: str | None = None) -> tuple[str, str, str]:
@@ -125,10 +167,15 @@ def render(layout: Layout, kind: str, name: str | None = None) -> tuple[str, str
     module, version = module_name(layout, name)
     env_name = envinfo.env_name(layout, info)
     env_id = environment_id(layout)
+    try:
+        record = record_read.read(layout.root)
+    except PmpmError:  # no record (made by hand or an older pmpm): help without packages
+        record = None
+    help_text, description = _help(env_name, env_id, layout, info.mpi_module, record)
     template = _templates().get_template("modulefile.lua.j2" if kind == "lmod" else "modulefile.tcl.j2")
-    changes: list[activation.Change] = []
-    multiline: list[activation.Change] = []
-    for change in activation.module_changes(layout):
+    changes: list[module_env.Change] = []
+    multiline: list[module_env.Change] = []
+    for change in module_env.module_changes(layout) + module_env.build_changes(layout):
         # Lmod 8.6 and Modules 5.2 both cut a value at its first newline (and Modules then fails
         # to undo it on unload): leave such variables out and say so in the file
         (multiline if "\n" in change.value else changes).append(change)
@@ -141,7 +188,8 @@ def render(layout: Layout, kind: str, name: str | None = None) -> tuple[str, str
         module_name=f"{module}/{version}",
         conflict_name=module,
         mpi_module=info.mpi_module,
-        help_text=_help(env_name, env_id, layout, info.mpi_module),
+        help_text=help_text,
+        description=description,
         changes=changes,
         left_out=[c.name for c in multiline],
     )

@@ -1,188 +1,23 @@
-"""Modulefiles, ``pmpm activate``/``deactivate`` and Jupyter kernels, run through the real tools.
-
-Lmod and Environment Modules come from Debian (``.ci/run``); the two packages conflict in apt,
-so CI installs lmod and unpacks environment-modules' .deb into /opt/environment-modules. Module
-tests load the generated files in a bash that sourced the tool's init, then compare ``env`` from
-before ``module load`` with ``env`` after ``module unload``.
-"""
+"""Modulefiles and Jupyter kernels, run through the real module tools (see tests/publish/pubhelp.py)."""
 
 from __future__ import annotations
 
-import glob
 import json
-import os
 import shlex
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from pmpm.build.package import PackageMeta
 from tests.clihelp import pmpm, write_env
-from tests.factories import LocalChannel
-
-# --- the module tools ------------------------------------------------------------------------
-
-
-def _lmod_init() -> str | None:
-    for path in (os.environ.get("LMOD_PKG", "") + "/init/bash", "/usr/share/lmod/lmod/init/bash"):
-        if os.path.isfile(path):
-            return f". {shlex.quote(path)}"
-    return None
-
-
-def _modules_init() -> str | None:
-    tclsh = shutil.which("tclsh")
-    candidates = [os.environ.get("PMPM_TEST_MODULECMD", "")]
-    candidates += glob.glob("/usr/lib/*/modulecmd.tcl") + glob.glob(
-        "/usr/share/modules/libexec/modulecmd.tcl"
-    )
-    candidates += glob.glob("/opt/environment-modules/usr/lib/*/modulecmd.tcl")
-    found = next((c for c in candidates if c and os.path.isfile(c)), None)
-    if tclsh is None or found is None:
-        return None
-    return f'eval "$({shlex.quote(tclsh)} {shlex.quote(found)} bash autoinit)"'
-
-
-LMOD = _lmod_init()
-TCL = _modules_init()
-TOOLS = [
-    pytest.param(
-        "lmod", LMOD, marks=pytest.mark.skipif(LMOD is None, reason="Lmod is not installed (apt: lmod)")
-    ),
-    pytest.param(
-        "tcl",
-        TCL,
-        marks=pytest.mark.skipif(
-            TCL is None,
-            reason="Environment Modules is not installed (apt: environment-modules, or unpack its .deb "
-            "into /opt/environment-modules, or set PMPM_TEST_MODULECMD)",
-        ),
-    ),
-]
-
-#: Variables the module tools keep for themselves, ignored when comparing env before load with
-#: env after unload. Seen left behind: Lmod keeps its encoded module table (_ModuleTable002_),
-#: reference counts of PATH entries (__LMOD_REF_COUNT_PATH) and its pushenv stack
-#: (__LMOD_STACK_CONDA_PREFIX); Environment Modules leaves LOADEDMODULES set to "" where it was
-#: unset. Also ignored, being the same bookkeeping: _LMFILES_ and __MODULES_* (its reference
-#: counts, conflict and pushenv tracking). Everything else must be exactly as before.
-TOOL_OWN_PREFIXES = ("_ModuleTable", "__LMOD_", "__MODULES_")
-TOOL_OWN = {"LOADEDMODULES", "_LMFILES_"}
-
-
-def _tool_own(name: str) -> bool:
-    return name in TOOL_OWN or name.startswith(TOOL_OWN_PREFIXES)
-
-
-def _parse_env(text: str) -> dict[str, str]:
-    env = {}
-    for item in text.split("\0"):
-        if "=" in item:
-            key, _, value = item.partition("=")
-            env[key] = value
-    return env
-
-
-def _bash(script: str, tmp: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["bash", "--noprofile", "--norc", "-c", script],
-        env=env if env is not None else _clean_env(tmp),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def _clean_env(tmp: Path) -> dict[str, str]:
-    """A small starting environment with no duplicate PATH entries (Lmod drops duplicates on
-    unload, which is Lmod's business, not the module's)."""
-    return {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(tmp),
-        "LANG": "C",
-        "CONDA_PREFIX": "/some/earlier/conda",  # a value the module must put back
-        "MANPATH": "/usr/share/man",
-    }
-
-
-def _dump(name: str) -> str:
-    return f"env -0 > {shlex.quote(str(name))}"
-
-
-# --- an environment ----------------------------------------------------------------------------
-
-ACTIVATE_SH = """\
-export DEMO_ACTIVATED="$CONDA_PREFIX/share/demo-activate"
-export DEMO_SEARCH_PATH="$CONDA_PREFIX/share/demo-activate${DEMO_SEARCH_PATH:+:$DEMO_SEARCH_PATH}"
-"""
-
-
-def _activate_channel(root: Path) -> LocalChannel:
-    """A package with an activate.d script and a man page, like many conda-forge packages."""
-    channel = LocalChannel(root)
-    channel.add(
-        PackageMeta("demo-activate", "1.0", "0", noarch="generic", summary="sets variables on activation"),
-        {
-            "etc/conda/activate.d/demo-activate.sh": ACTIVATE_SH,
-            "etc/conda/deactivate.d/demo-activate.sh": "unset DEMO_ACTIVATED DEMO_SEARCH_PATH\n",
-            "share/demo-activate/README": "demo\n",
-            "share/man/man1/demo-tool.1": ".TH DEMO-TOOL 1\n",
-        },
-    )
-    channel.index()
-    return channel
-
-
-@pytest.fixture(scope="module")
-def env_prefix(tmp_path_factory, demo_channel) -> Path:
-    """A pmpm environment with a compiled tool and library (with a .pc file), python, variables
-    and an activate.d script; read-only for the tests."""
-    root = tmp_path_factory.mktemp("modenv")
-    extra = _activate_channel(root / "extra")
-    env = write_env(
-        root / "env.yml",
-        [demo_channel.path, extra.path],
-        ["demo-tool", "python", "demo-activate"],
-        "variables:\n  DEMO_VAR: hello world\n",
-    )
-    env.write_text("name: demo-env\n" + env.read_text())
-    prefix = root / "p"
-    result = pmpm("conda_install", prefix, "--file", env)
-    assert result.code == 0, result.text
-    return prefix
-
-
-def _load_and_unload(init: str, moddir: Path, name: str, tmp: Path, checks: str, env=None):
-    before, loaded, after = tmp / "before", tmp / "loaded", tmp / "after"
-    script = "\n".join(
-        [
-            init,
-            f"module use {shlex.quote(str(moddir))}",
-            _dump(before),
-            f"module load {shlex.quote(name)} || exit 7",
-            checks,
-            _dump(loaded),
-            f"module unload {shlex.quote(name.split('/')[0])}",
-            _dump(after),
-        ]
-    )
-    proc = _bash(script, tmp, env)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return (
-        proc,
-        _parse_env(before.read_text()),
-        _parse_env(loaded.read_text()),
-        _parse_env(after.read_text()),
-    )
-
-
-def _differences(a: dict[str, str], b: dict[str, str]) -> dict[str, tuple[str | None, str | None]]:
-    return {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k) and not _tool_own(k)}
-
+from tests.publish.pubhelp import (
+    PMPM,
+    TOOLS,
+    _bash,
+    _differences,
+    _dump,
+    _load_and_unload,
+    _parse_env,
+)
 
 # --- modulefiles ---------------------------------------------------------------------------------
 
@@ -389,113 +224,6 @@ def test_kernel_name_is_stable_and_distinct_for_same_named_folders(tmp_path, env
     assert not any("ipykernel" in n for n in notes), notes
 
 
-# --- pmpm activate / deactivate ------------------------------------------------------------------
-
-PMPM = f"{shlex.quote(sys.executable)} -m pmpm"
-
-
-def test_activate_then_deactivate_restores_bash_exactly(env_prefix, tmp_path):
-    p = shlex.quote(str(env_prefix))
-    script = f"""
-{_dump(tmp_path / "before")}
-eval "$({PMPM} activate {p})" || exit 7
-demo-tool; pkg-config --modversion demo; echo "var=$DEMO_VAR activated=$DEMO_ACTIVATED"
-{_dump(tmp_path / "active")}
-eval "$({PMPM} activate {p})" || exit 8
-{_dump(tmp_path / "again")}
-eval "$({PMPM} deactivate)" || exit 9
-{_dump(tmp_path / "after")}
-"""
-    env = _clean_env(tmp_path)
-    proc = _bash(script, tmp_path, env)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"demo-tool 2.0 prefix={env_prefix}" in proc.stdout
-    assert "2.0" in proc.stdout.splitlines()
-    assert f"var=hello world activated={env_prefix}/share/demo-activate" in proc.stdout
-    before, active, again, after = (
-        _parse_env((tmp_path / n).read_text()) for n in ("before", "active", "again", "after")
-    )
-    assert active["PATH"] == f"{env_prefix}/bin:" + before["PATH"]
-    assert active["CONDA_PREFIX"] == str(env_prefix)
-    assert again == active  # activating again replaces: PATH does not grow
-    assert after == before
-
-
-def test_deactivate_keeps_what_the_user_added_after_activation(env_prefix, tmp_path):
-    p = shlex.quote(str(env_prefix))
-    script = f"""
-eval "$({PMPM} activate {p})" || exit 7
-export PATH="/opt/mine:$PATH" MINE=1
-eval "$({PMPM} deactivate)" || exit 9
-echo "PATH=$PATH MINE=$MINE CP=$CONDA_PREFIX"
-"""
-    env = _clean_env(tmp_path)
-    proc = _bash(script, tmp_path, env)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"PATH=/opt/mine:{env['PATH']} MINE=1 CP=/some/earlier/conda" in proc.stdout
-
-
-@pytest.mark.parametrize("shell", ["zsh", "fish"])
-def test_activate_then_deactivate_restores_other_shells(shell, env_prefix, tmp_path):
-    exe = shutil.which(shell)
-    if exe is None:
-        pytest.skip(f"{shell} is not installed")
-    p = shlex.quote(str(env_prefix))
-    if shell == "zsh":
-        script = (f'env -0 > before; eval "$({PMPM} activate {p} --shell zsh)"; demo-tool; '
-                  f'eval "$({PMPM} deactivate --shell zsh)"; env -0 > after; true')  # fmt: skip
-        # (`; true`: zsh lowers SHLVL when it execs a script's last command in its place)
-    else:
-        script = (f"env -0 > before; {PMPM} activate {p} --shell fish | source; demo-tool; "
-                  f"{PMPM} deactivate --shell fish | source; env -0 > after")  # fmt: skip
-    env = _clean_env(tmp_path)
-    proc = subprocess.run(
-        [exe, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"prefix={env_prefix}" in proc.stdout
-    before, after = (_parse_env((tmp_path / n).read_text()) for n in ("before", "after"))
-    assert {k: v for k, v in after.items() if k != "_"} == {k: v for k, v in before.items() if k != "_"}
-
-
-def test_deactivate_without_an_active_env_prints_nothing():
-    assert "PMPM_ACTIVE_ENV" not in os.environ
-    result = pmpm("deactivate")
-    assert result.code == 0 and result.out == ""
-    assert "no pmpm environment is active" in result.err
-
-
-# --- system_install layout: a compiled stack beside a conda stack --------------------------------
-
-
-@pytest.fixture
-def system_root(env_prefix, tmp_path) -> Path:
-    """A hand-made system layout: the demo env as the conda stack, a compile stack with a
-    program, a library folder and a Python package."""
-    from pmpm.env import layout
-
-    root = tmp_path / "sys"
-    conda = root / "conda"
-    shutil.copytree(env_prefix, conda, symlinks=True)
-    shutil.rmtree(conda / "conda-meta" / "pmpm", ignore_errors=True)
-    found = layout.system_layout(root, conda)
-    pyver = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    compile_ = found.compile
-    (compile_ / "conda-meta").mkdir(parents=True)
-    (compile_ / "bin").mkdir()
-    (compile_ / "bin" / "sys-tool").write_text("#!/bin/sh\necho sys-tool from compile\n")
-    (compile_ / "bin" / "sys-tool").chmod(0o755)
-    (compile_ / "lib" / "pkgconfig").mkdir(parents=True)
-    (compile_ / "lib" / "pkgconfig" / "sysdemo.pc").write_text(
-        f"prefix={compile_}\nName: sysdemo\nDescription: x\nVersion: 7.1\n"
-    )
-    site = compile_ / "lib" / pyver / "site-packages" / "compiled_pkg"
-    site.mkdir(parents=True)
-    (site / "__init__.py").write_text("WHERE = 'compile'\n")
-    layout.write(found)
-    return root
-
-
 @pytest.mark.parametrize(("kind", "init"), TOOLS)
 def test_system_layout_module_joins_both_stacks(kind, init, system_root, tmp_path):
     moddir = tmp_path / "modules"
@@ -519,22 +247,6 @@ def test_system_layout_module_joins_both_stacks(kind, init, system_root, tmp_pat
     assert loaded["LD_LIBRARY_PATH"] == str(compile_ / "lib")  # the compiled stack only
     assert loaded["CONDA_PREFIX"] == str(conda)
     assert _differences(before, after) == {}
-
-
-def test_system_layout_activation_joins_both_stacks(system_root, tmp_path):
-    script = f"""
-{_dump(tmp_path / "before")}
-eval "$({PMPM} activate {shlex.quote(str(system_root))})" || exit 7
-sys-tool; demo-tool; python -c "import compiled_pkg; print('pkg=' + compiled_pkg.WHERE)"
-eval "$({PMPM} deactivate)" || exit 9
-{_dump(tmp_path / "after")}
-"""
-    env = _clean_env(tmp_path)
-    proc = _bash(script, tmp_path, env)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "sys-tool from compile" in proc.stdout and "pkg=compile" in proc.stdout
-    before, after = (_parse_env((tmp_path / n).read_text()) for n in ("before", "after"))
-    assert after == before
 
 
 ODD = "a \"quoted\" $HOME `id` [expr 1] {brace} back\\slash 'single' ;semi"
@@ -598,4 +310,6 @@ def test_system_install_module_from_the_env_file(kind, init, demo_channel, tmp_p
     assert "usedemo 2.0" in lines and "3.1" in lines
     assert str(root / "conda" / "bin" / "python") in lines
     assert loaded["PATH"].split(":")[:2] == [str(root / "compile" / "bin"), str(root / "conda" / "bin")]
+    assert loaded["PMPM_ROOT_LIBDEMO"] == str(root / "conda")  # the stack holding the library
+    assert "PMPM_ROOT_USEDEMO" not in loaded  # no headers or libraries: nothing to build against
     assert _differences(before, after) == {}
