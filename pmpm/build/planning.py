@@ -132,7 +132,7 @@ def _inputs(
             conda_deps[dep] = "from the host" if compiler.base is None else "not installed yet"
     host, place = r.host, r.place
     raw = BuildInputs(
-        recipe=digest({"recipe": compiler.neutral(r.recipe.canonical(), place)}),
+        recipe=digest({"recipe": compiler.neutral(r.recipe.keyed(), place)}),
         recipe_plugin=_recipe_plugin(compiler, name),
         builder=_builder_identity(compiler, r.recipe, source, host, r.flags, place),
         source=identity,

@@ -81,6 +81,15 @@ class Recipe:
         }
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
+    def keyed(self) -> str:
+        """What the build key hashes of the recipe: :meth:`canonical` without where the source
+        is (a folder's path, a tarball's mirrors), since the source's identity (its sha256, git
+        commit or tree hash) is a field of the build inputs of its own. The same tree rebuilt
+        from a lock, whose recipe names it by an absolute path, has the same key."""
+        data = json.loads(self.canonical())
+        data["source"] = sorted(self.source)  # its kind (url, git, path, pypi) and keys only
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
 
 def unknown_recipes(spec: Any, book: RecipeBook | None = None) -> list[PmpmError]:
     """Every package of an env file's ``_pmpm.packages`` with no recipe, each with its line, so a

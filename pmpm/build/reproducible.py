@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,8 +39,11 @@ def build_place(name: str, length: int) -> Path | None:
     place = Path(head + ("placehold_" * (length // 10 + 1))[:pad])
     try:
         BUILD_ROOT.mkdir(exist_ok=True)
-        if BUILD_ROOT.stat().st_uid == os.getuid():
+        root = BUILD_ROOT.lstat()
+        if root.st_uid == os.getuid():
             os.chmod(BUILD_ROOT, 0o1777)  # sticky, like /tmp: everyone's builds, no one's files
+        elif not (stat.S_ISDIR(root.st_mode) and root.st_uid == 0 and root.st_mode & stat.S_ISVTX):
+            return None  # another user's folder (or a link) could swap our build prefix under us
     except OSError:
         return None
     for path in (place, _lock_file(place)):

@@ -58,6 +58,19 @@ def test_rebuild_from_the_lock_gives_the_same_environment(exported, tmp_path):
     )
 
 
+def test_a_rebuild_from_the_lock_here_has_the_same_build_keys_and_reuses_the_builds(exported, tmp_path):
+    """The lock names a recipe's local tree by an absolute path, the env file by a relative one:
+    where a source lives is not part of the build key (its tree hash is), so the same builds are
+    installed from the binary cache instead of compiled again."""
+    _, prefix, lock = exported
+    new = tmp_path / "again"
+    result = pmpm("conda_install", new, "--lock", lock)
+    assert result.code == 0, result.text
+    assert installed(new) == installed(prefix)  # build strings carry the build keys
+    assert "installed hello 2.0 from the binary cache" in result.out, result.out
+    assert "building" not in result.out
+
+
 def test_a_changed_source_is_refused(exported, tmp_path):
     project, _, lock = exported
     project.greet_c.write_text(project.greet_c.read_text().replace("world", "moon"))
