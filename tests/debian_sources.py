@@ -8,6 +8,7 @@ state, so the system's apt configuration and package lists are never touched.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import os
 import shutil
@@ -167,6 +168,14 @@ def fetch_debian_orig(package: str, dest: Path) -> Path:
     Downloads once into the cache (``$PMPM_TEST_DEBSRC_CACHE`` or ``~/.cache/pmpm-test-debsrc``)
     and reuses it afterwards, so a warm cache needs no network at all.
     """
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".lock").open("w") as lock:  # test workers in parallel share one apt state
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _fetch_locked(package, dest)
+
+
+def _fetch_locked(package: str, dest: Path) -> Path:
     cached = cache_root() / "pkgs" / package
     orig = _find_orig(cached)
     if orig is None:
