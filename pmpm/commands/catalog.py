@@ -12,6 +12,21 @@ from pathlib import Path
 from pmpm.commands import check
 from pmpm.commands import handlers as h
 from pmpm.commands.declare import Command, Param, arg, opt
+from pmpm.commands.params import (
+    AS_JSON,
+    CHANNEL_ALIAS,
+    FILE,
+    FRESH,
+    JOBS,
+    KEEP_BUILD,
+    OFFLINE,
+    PREFIX,
+    REBUILD,
+    RECIPE_DIRS,
+    SHELL,
+    UPDATE,
+    YES,
+)
 
 ROOT_HELP = "Build HPC environments from one YAML file: conda packages, then host-tuned compiled packages."
 #: the command groups and their help
@@ -20,55 +35,6 @@ GROUPS = {
     "recipes": "Build recipes: list and show them.",
 }
 BACKENDS = ("rattler", "conda", "mamba", "micromamba")
-SHELLS = ("bash", "zsh", "fish")
-
-
-# -- parameters several commands share ---------------------------------------------------------
-
-FILE = opt("file", "--file", "-f", kind=Path, metavar="FILE", help="The environment file (environment.yml).")
-OFFLINE = opt("offline", "--offline", help="Use only local channels and cached repodata; no network.")
-UPDATE = opt("update", "--update", help="Re-solve for the newest packages instead of keeping installed ones.")
-JOBS = opt(
-    "jobs", "--jobs", "-j", kind=int, default=0, metavar="N", help="Parallel build jobs (default: all cores)."
-)
-KEEP_BUILD = opt("keep_build", "--keep-build", help="Keep each package's build folder (printed).")
-FRESH = opt("fresh", "--fresh", help="Rebuild every compiled package from a clean build folder.")
-REBUILD = opt(
-    "rebuild",
-    "--rebuild",
-    kind=str,
-    repeat=True,
-    metavar="NAME",
-    help="Build this compiled package again even if up to date (repeatable).",
-)
-CHANNEL_ALIAS = opt(
-    "channel_alias",
-    "--channel-alias",
-    kind=str,
-    metavar="URL",
-    help="Base URL for channel names (default: $PMPM_CHANNEL_ALIAS or anaconda.org).",
-)
-PREFIX = arg("prefix", Path, "The environment folder.")
-SHELL = opt(
-    "shell",
-    "--shell",
-    kind=str,
-    choices=SHELLS,
-    default="bash",
-    metavar="SHELL",
-    help="The shell that evaluates the script: bash, zsh or fish.",
-)
-RECIPE_DIRS = opt(
-    "recipes",
-    "--recipes",
-    "-r",
-    kind=Path,
-    repeat=True,
-    metavar="DIR",
-    help="Extra recipe folders, searched first (repeatable).",
-)
-AS_JSON = opt("as_json", "--json", help="Print it as JSON (the shapes are in docs/json.md).")
-YES = opt("yes", "--yes", "-y", help="Do it without asking.")
 
 
 def _c(words: str, summary: str, help: str, run: Callable[..., int], *params: Param) -> Command:
