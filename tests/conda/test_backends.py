@@ -12,6 +12,8 @@ import yaml
 from tests.clihelp import TEST_RECIPES, installed, pmpm, write_env
 from tests.real_conda import build_real_conda
 
+pytestmark = pytest.mark.skipif(not TEST_RECIPES.is_dir(), reason="../shared/realworld channels are absent")
+
 
 def test_missing_executable_is_a_clear_error(tmp_path):
     env = write_env(tmp_path / "env.yml", [TEST_RECIPES], ["dependency"])
