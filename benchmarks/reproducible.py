@@ -3,7 +3,8 @@
 Every built-in recipe whose source this machine has (pmpm's source cache is empty in each run, so
 the tarballs come from the folders in ``--mirror``, by default the Debian orig tarballs the
 tests keep) and the test projects of ``tests/build/reprohelp.py`` (cmake, autotools, make,
-script) are built by ``pmpm conda_install --offline`` twice, each time with a new ``$HOME``, a new
+script; and python, a C extension for the ``python`` package of the tests' demo channel) are
+built by ``pmpm conda_install --offline`` twice, each time with a new ``$HOME``, a new
 ``PMPM_CACHE_DIR`` and a new prefix of another length. Then the two ``.conda`` files of each
 package are compared (sha256), and file by file (``info/paths.json``). Printed: the share of
 identical packages and files, and every exception with its reason (a recipe that could not be
@@ -30,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pmpm.build import compare  # noqa: E402
-from tests.build.reprohelp import PACKAGES, clean_build, write_projects  # noqa: E402
+from tests.build.reprohelp import PACKAGES, clean_build, write_projects, write_python_project  # noqa: E402
+from tests.factories import build_demo_channel  # noqa: E402
 
 RECIPES = ROOT / "pmpm" / "recipes"
 QUICK = ("cjson", "serd")
@@ -64,6 +66,7 @@ def _compare_runs(label: str, runs: list[Path], built: list[dict[str, str]], scr
         items = [compare.unpack(package, tree) for package, tree in zip(found, trees, strict=True)]
         same = built[0][name] == built[1][name]
         result["same_packages"] += same
+        noted = len(result["notes"])
         for rel in sorted(items[0].keys() | items[1].keys()):
             result["files"] += 1
             line = compare.describe(rel, compare.content(trees[0], rel), compare.content(trees[1], rel))
@@ -71,10 +74,9 @@ def _compare_runs(label: str, runs: list[Path], built: list[dict[str, str]], scr
                 result["same_files"] += 1
             else:
                 result["notes"].append(f"{label}: {name}: {line}")
-        for rel in ("info/index.json", "info/paths.json", "info/about.json"):
-            line = compare.describe(rel, compare.content(trees[0], rel), compare.content(trees[1], rel))
-            if line is not None:
-                result["notes"].append(f"{label}: {name}: {line}")
+        result["notes"] += [f"{label}: {name}: {line}" for line in compare.info_differences(*trees)]
+        if not same and len(result["notes"]) == noted:
+            result["notes"].append(f"{label}: {name}: the archives differ, every file in them is the same")
     return result
 
 
@@ -110,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     projects = write_projects(work / "projects")
     label = f"test projects ({', '.join(PACKAGES)})"
     results.append(_build_twice(label, projects, work / "test-projects", mirrors))
+    demo = build_demo_channel(work / "demo")  # its `python`: a venv of this interpreter
+    python_project = write_python_project(work / "python-project", str(demo.path))
+    results.append(_build_twice("test project (python: rp)", python_project, work / "test-python", mirrors))
     for name in names:
         env = _write_env(work / "envs" / name, name)
         results.append(_build_twice(f"recipe {name}", env, work / name, mirrors))

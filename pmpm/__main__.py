@@ -11,20 +11,19 @@ from __future__ import annotations
 import os
 import sys
 
+from pmpm.commands import catalog, fast
+from pmpm.errors import run_reporting
+
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    from pmpm.commands import catalog, fast
-
     command = fast.find(catalog.COMMANDS, args)
     values = fast.parse(command, args[len(command.words) :]) if command else None
     if command is None or values is None or "_PMPM_COMPLETE" in os.environ:  # completion is typer's
-        from pmpm import cli
+        from pmpm import cli  # typer: only for what the fast parser leaves
 
         cli.main(args)
         return 0  # typer exits itself
-    from pmpm.errors import run_reporting
-
     return run_reporting(lambda: command.run(**values))
 
 

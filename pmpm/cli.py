@@ -18,7 +18,7 @@ import typer
 import typer.core
 
 from pmpm import __version__
-from pmpm.commands import catalog
+from pmpm.commands import catalog, completion
 from pmpm.commands.declare import Command, Param
 from pmpm.errors import run_reporting
 
@@ -76,7 +76,7 @@ def run(command: Command, values: dict[str, object]) -> None:
 
 def _recipe_names(ctx: typer.Context, incomplete: str) -> list[str]:
     """Recipe names for shell completion: the command's --recipes folders, plugins, built-ins."""
-    from pmpm.build.recipe import RecipeBook
+    from pmpm.build.recipe import RecipeBook  # only when completing: not for --help
 
     folders = [Path(f) for f in ctx.params.get("recipes") or ()]
     return [n for n in sorted(RecipeBook(folders).sources()) if n.startswith(incomplete)]
@@ -84,7 +84,7 @@ def _recipe_names(ctx: typer.Context, incomplete: str) -> list[str]:
 
 def _target_names(incomplete: str) -> list[str]:
     """archspec's target names (and ``host``) for shell completion."""
-    from pmpm.host.detect import known_targets
+    from pmpm.host.detect import known_targets  # archspec: only when completing a target
 
     return [n for n in ["host", *known_targets()] if n.startswith(incomplete)]
 
@@ -150,6 +150,7 @@ def _version(value: bool) -> None:
 
 def build(dispatch: Dispatch = run) -> typer.Typer:
     """The application for all declared commands; each calls ``dispatch`` with its keywords."""
+    completion.fix_zsh_script()  # typer's completes only from the second TAB when autoloaded
     app = typer.Typer(
         cls=_Group,
         add_completion=True,  # --install-completion / --show-completion, and _PMPM_COMPLETE

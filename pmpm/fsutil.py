@@ -5,7 +5,9 @@ from __future__ import annotations
 import filecmp
 import hashlib
 import os
+import secrets
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +24,16 @@ def file_digest(path: Path | str, algorithm: str) -> hashlib._Hash:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest
+
+
+def temp_beside(path: Path) -> Path:
+    """A name for a file to be renamed onto ``path``, unique across the machines sharing its folder.
+
+    A process id alone is not: two nodes writing one shared cache can have the same pid. The file
+    is then created with ``open``, so its mode follows the umask (a group-shared cache stays
+    readable by the group) where ``mkstemp`` would make it 0600.
+    """
+    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -41,6 +41,12 @@ def build_channel() -> Path:
     return cache_root() / "channel"
 
 
+def package_log(package: Path) -> Path:
+    """The log of the build that made a compiled package, kept beside its ``.conda`` (in the
+    build channel and in a shared cache): ``NAME-VERSION-BUILD.log``."""
+    return Path(package).with_name(Path(package).name.removesuffix(".conda") + ".log")
+
+
 def sources_dir() -> Path:
     """Downloaded sources and copies of local trees (:class:`pmpm.sources.cache.SourceCache`)."""
     return cache_root() / "sources"
@@ -79,7 +85,7 @@ def host_target_cache() -> Path:
 
 #: conda's own folder in a prefix: package records and conda's history
 CONDA_META = "conda-meta"
-#: pmpm's own folder inside a prefix (lock, journal, no-op state, build inputs, record)
+#: pmpm's own folder inside a prefix (lock, journal, no-op state, build inputs and logs, record)
 PMPM_DIR = Path(CONDA_META) / "pmpm"
 #: pmpm's folder at a system_install root (layout, record, state)
 ROOT_DIR = ".pmpm"
@@ -127,6 +133,15 @@ def builds_dir(prefix: Path) -> Path:
 
 def build_inputs_file(prefix: Path, name: str) -> Path:
     return builds_dir(prefix) / f"{name}.json"
+
+
+def installed_logs_dir(prefix: Path) -> Path:
+    """The build logs of the compiled packages installed in a prefix, kept as long as they are."""
+    return pmpm_dir(prefix) / "logs"
+
+
+def installed_log(prefix: Path, name: str, version: str, build: str) -> Path:
+    return installed_logs_dir(prefix) / f"{name}-{version}-{build}.log"
 
 
 def from_lock_dir(prefix: Path) -> Path:

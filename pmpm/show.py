@@ -13,6 +13,10 @@ from typing import Any
 
 from pmpm.build.recipe import RecipeBook, RecipeSource, load_data
 from pmpm.commands import jsonout
+from pmpm.errors import PmpmError
+from pmpm.host.detect import ALLOW_FOREIGN, SEARCH, compiler_flags, detect_host, known_targets, resolve_target
+from pmpm.host.mpi.choice import choose_mpi, decide, find_mpis
+from pmpm.host.target import host_microarchitecture
 
 Say = Callable[[str], None]
 
@@ -94,10 +98,6 @@ def host_report(
     prefix: Path | None = None,
     as_json: bool = False,
 ) -> int:
-    from pmpm.host.detect import ALLOW_FOREIGN, detect_host, known_targets, resolve_target
-    from pmpm.host.mpi.choice import choose_mpi, find_mpis
-    from pmpm.host.target import host_microarchitecture
-
     if targets:
         if as_json:
             jsonout.emit("host", {"targets": known_targets()}, say)
@@ -115,8 +115,6 @@ def host_report(
     _, why = choose_mpi(None, prefix=prefix)
     system_why = None
     if prefix is not None:
-        from pmpm.host.mpi.choice import decide
-
         system_why = decide(None, system=True, base=Path(prefix).absolute(), prefix=Path(prefix)).reason
     if as_json:
         jsonout.emit("host", _host_document(host, runs_here, mpis, why, system_why), say)
@@ -138,9 +136,6 @@ def host_report(
 
 
 def _host_document(host, runs_here: bool, mpis: list, why: str, system_why: str | None) -> dict[str, Any]:
-    from pmpm.errors import PmpmError
-    from pmpm.host.detect import compiler_flags
-
     found = {}  # by language: cc, cxx, fc
     for lang, compiler in sorted(host.compilers.items()):
         entry: dict[str, Any] = {
@@ -170,8 +165,6 @@ def _host_document(host, runs_here: bool, mpis: list, why: str, system_why: str 
 def _compiler_choice(host, conda_bin: Path | None, named: dict[str, str]) -> str:
     """Why each compiler was chosen, as conda_install would choose them; system_install skips
     conda's and takes the host's."""
-    from pmpm.host.detect import SEARCH
-
     reasons = []
     for lang, compiler in sorted(host.compilers.items()):
         if lang in named:

@@ -14,6 +14,11 @@ what a build would make, and installing it is all there is to do. Places searche
 
 ``pmpm cache list | push DIR | prune`` look after the local build channel; ``pmpm cache check``
 rebuilds packages with ``PMPM_BINARY_CACHE=off`` (the shared cache neither read nor written).
+
+Each package's build log (``NAME-VERSION-BUILD.log``, :func:`pmpm.paths.package_log`) travels with
+it: kept beside it in the build channel, copied to a shared folder and by ``cache push``, fetched
+from a web server when it has one, removed by ``cache prune`` with its package. A cache hit then
+installs the log of the build that made the package (:mod:`pmpm.build.provenance`).
 """
 
 from __future__ import annotations
@@ -26,9 +31,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import requests
+from rattler.index import index_fs
+
 from pmpm import paths
 from pmpm.conda.engine import host_subdir
 from pmpm.errors import PmpmError
+from pmpm.fsutil import temp_beside
 
 Say = Callable[[str], None]
 
@@ -39,8 +48,6 @@ def build_channel() -> Path:
 
 def index(channel: Path) -> None:
     """Keep a folder's repodata current, so it serves as a channel (and a cache)."""
-    from rattler.index import index_fs
-
     for subdir in ("noarch", host_subdir()):
         (channel / subdir).mkdir(parents=True, exist_ok=True)
 
@@ -80,14 +87,10 @@ class BinaryCache:
         os.utime(package)
 
     def store(self, package: Path) -> None:
-        """A package just built goes to the shared folder too."""
+        """A package just built goes to the shared folder too, with its build log."""
         if self.folder is None:
             return
-        dest = self.folder / package.parent.name / package.name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}")
-        shutil.copyfile(package, tmp)
-        os.replace(tmp, dest)
+        _copy_with_log(package, self.folder / package.parent.name / package.name)
         self._stored = True
 
     def finish(self) -> None:
@@ -96,8 +99,6 @@ class BinaryCache:
             self.say(f"copied the new builds to the binary cache {self.folder}")
 
     def _download(self, filename: str) -> Path | None:
-        import requests
-
         subdir = host_subdir()
         if self._remote_index is None:
             try:
@@ -112,7 +113,7 @@ class BinaryCache:
             return None
         dest = build_channel() / subdir / filename
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{filename}.{os.getpid()}")
+        tmp = temp_beside(dest)
         try:
             digest = hashlib.sha256()
             with requests.get(f"{self.url}/{subdir}/{filename}", stream=True, timeout=60) as reply:
@@ -133,7 +134,32 @@ class BinaryCache:
                 hint="the cache is damaged or was changed while read: re-index it, or remove the file",
             )
         os.replace(tmp, dest)
+        self._download_log(f"{self.url}/{subdir}/{paths.package_log(dest).name}", paths.package_log(dest))
         return dest
+
+    def _download_log(self, url: str, dest: Path) -> None:
+        """The package's build log, when the server has one (a log is no input: not checked)."""
+        tmp = temp_beside(dest)
+        try:
+            with requests.get(url, timeout=60) as reply:
+                if reply.status_code != 200:
+                    return
+                tmp.write_bytes(reply.content)
+            os.replace(tmp, dest)
+        except requests.RequestException as exc:
+            self.say(f"note: the build log {url} could not be fetched ({exc})")
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def _copy_with_log(package: Path, dest: Path) -> None:
+    """Copy a package (under a temporary name, then renamed) and the build log beside it."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for source, target in ((paths.package_log(package), paths.package_log(dest)), (package, dest)):
+        if source.is_file():
+            tmp = temp_beside(target)
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
 
 
 # -- pmpm cache list | push | prune ----------------------------------------------------------------
@@ -177,10 +203,7 @@ def push_command(dest: Path, names: list[str], say: Say) -> int:
         target = dest / package.parent.name / package.name
         if target.is_file() and target.stat().st_size == package.stat().st_size:
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}")
-        shutil.copyfile(package, tmp)
-        os.replace(tmp, target)
+        _copy_with_log(package, target)
         copied += 1
     index(dest)
     say(f"pushed {copied} packages to {dest} ({len(packages) - copied} were there already)")
@@ -197,6 +220,7 @@ def prune_command(older_than_days: float | None, everything: bool, say: Say) -> 
     for package in _packages(channel):
         if everything or package.stat().st_mtime < limit:
             package.unlink()
+            paths.package_log(package).unlink(missing_ok=True)
             removed.append(package.name)
     if removed:
         index(channel)

@@ -16,6 +16,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from conda_package_handling import api
+
 from pmpm.record.relocation import undo_binary, undo_text
 
 #: ``[Nr] Name Type Address Off Size ...`` in ``readelf -S -W`` (section 0 has no name: skipped)
@@ -24,11 +26,22 @@ _SECTION = re.compile(r"^\s*\[\s*(\d+)\]\s+(\S+)\s+(\S+)\s+[0-9a-f]+\s+([0-9a-f]
 
 def unpack(package: Path, dest: Path) -> dict[str, dict]:
     """Extract a ``.conda`` into ``dest``; its ``paths.json`` entries by path."""
-    from conda_package_handling import api
-
     api.extract(str(package), dest_dir=str(dest))
     paths = json.loads((dest / "info" / "paths.json").read_text(encoding="utf-8"))["paths"]
     return {item["_path"]: item for item in paths}
+
+
+def info_differences(here: Path, rebuilt: Path) -> list[str]:
+    """A line per metadata file (``info/``, which ``paths.json`` does not list) that differs
+    between two unpacked packages: the recipe, build inputs, index..."""
+    names = {
+        p.relative_to(root).as_posix()
+        for root in (here, rebuilt)
+        for p in (root / "info").rglob("*")
+        if not p.is_dir()
+    }
+    lines = [describe(rel, content(here, rel), content(rebuilt, rel)) for rel in sorted(names)]
+    return [line for line in lines if line is not None]
 
 
 def as_built(path: Path, item: dict, prefix: str) -> bytes | str | None:

@@ -32,6 +32,7 @@ from pmpm.build.plan import BuildPlan, digest, order, recipe_for
 from pmpm.build.recipe import Recipe, RecipeBook, unknown_recipes
 from pmpm.builders import Flags
 from pmpm.errors import combined, located
+from pmpm.host.detect import detect_host
 from pmpm.host.mpi.choice import decide as decide_mpi
 from pmpm.sources.cache import SourceCache
 
@@ -98,6 +99,9 @@ class Compiler:
     system: bool = False
     fresh: bool = False  # clean builds: kept build folders of local trees are started again
     rebuild: frozenset[str] = frozenset()  # packages built again even when up to date
+    #: the CPU target these builds are for (one stack of several targets); None: the env
+    #: file's ``target``. A package's own ``target`` option still wins.
+    target: str | None = None
 
     def __post_init__(self) -> None:
         if not self.system:
@@ -142,8 +146,6 @@ class Compiler:
         of the stacks."""
         hosts = self._found.hosts
         if target not in hosts:
-            from pmpm.host.detect import detect_host  # archspec: not for every command
-
             hosts[target] = detect_host(
                 target,
                 self.spec.pmpm.compilers or None,
@@ -227,9 +229,12 @@ class Compiler:
         only what it requires, named longer than any prefix it will be installed into, so the
         installer relocates its text and binary placeholders anywhere, as conda-build's
         ``_h_env_placehold...`` does. That makes the package reusable by other prefixes and
-        machines (the binary cache). None in system_install mode and for prefixes too long to
-        fit: such builds happen in PREFIX itself, which is then part of the build key."""
-        if self.system or len(str(self.prefix)) > BUILD_PREFIX_LENGTH:
+        machines (the binary cache). None in system_install mode: such builds happen in PREFIX
+        itself, which is then part of the build key. A PREFIX longer than the padded prefix
+        still gets one: a cached build whose files all relocate into it (relative RPATHs leave
+        most packages without binary placeholders) is installed, else planning builds in PREFIX
+        (:func:`pmpm.build.planning.plan`)."""
+        if self.system:
             return None
         # the same path for every user and cache folder (pmpm.build.reproducible), told apart
         # by the recipe (so other recipes of the name build beside it); the cache's own folder
@@ -251,7 +256,7 @@ class Compiler:
         request = self.requests().get(name)
         where = located(self.spec.path, request.line) if request else None
         options = dict(request.options) if request else {}
-        target = str(options.get("target") or self.spec.pmpm.target)
+        target = str(options.get("target") or self.target or self.spec.pmpm.target)
         host = self.host(target)
         if place == "auto":
             place = self.build_prefix(name)

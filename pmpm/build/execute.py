@@ -2,18 +2,20 @@
 
 Nothing here touches PREFIX: the build installs into a staging root and the result is a package
 file in the build channel; its tests then run in a test prefix that holds it (``run_tests``).
-Every command's output goes to the package's log (kept in pmpm's cache); a failing step raises
+Every command's output goes to the package's log (in pmpm's cache; a finished build's log is then
+kept beside its package and in PREFIX, :mod:`pmpm.build.provenance`); a failing step raises
 with the package, the step, the last lines of the log and its path.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,20 +40,25 @@ def _tail(log: Path) -> str:
     return "\n".join(lines)
 
 
-def run_command(cmd: Command, base_env: dict[str, str], log: Path, *, package: str) -> None:
-    """Run one build command with its output appended to ``log``; raise on failure."""
-    env = {**base_env, **cmd.env}
-    argv: Sequence[str] = cmd.argv
+def command_line(cmd: Command) -> list[str]:
+    """The argument list a build command runs as."""
     if cmd.shell:
         # shell: the recipe's own explicit `script:`, the one place a recipe runs a shell
         # shell: recipe test commands run in bash, as documented
-        argv = ["bash", "-e", "-c", *cmd.argv]
+        return ["bash", "-e", "-c", *map(str, cmd.argv)]
+    return list(map(str, cmd.argv))
+
+
+def run_command(cmd: Command, base_env: dict[str, str], log: Path, *, package: str) -> None:
+    """Run one build command with its output appended to ``log``; raise on failure."""
+    env = {**base_env, **cmd.env}
+    argv = command_line(cmd)
     with log.open("a", encoding="utf-8") as handle:
-        handle.write(f"\n=== {package}: {cmd.name} (in {cmd.cwd})\n$ {shlex.join(map(str, argv))}\n")
+        handle.write(f"\n=== {package}: {cmd.name} (in {cmd.cwd})\n$ {shlex.join(argv)}\n")
         handle.flush()
         try:
             proc = subprocess.run(
-                list(map(str, argv)),
+                argv,
                 cwd=cmd.cwd,
                 env=env,
                 stdout=handle,
@@ -90,6 +97,14 @@ def run_tests(
     holds the package and what it requires (as conda-build tests a package): ``$PREFIX`` and
     ``{{ prefix }}`` (rendered as ``built_for``, the prefix the package was built for) name it.
     """
+    for step in test_steps(commands, test_prefix=test_prefix, built_for=built_for, env=env, cwd=cwd):
+        run_command(step, env, log, package=package)
+
+
+def test_steps(
+    commands: list[str], *, test_prefix: Path, built_for: Path, env: dict[str, str], cwd: Path
+) -> list[Command]:
+    """The commands :func:`run_tests` runs (``pmpm plan --commands`` shows them too)."""
     prefix = str(test_prefix)
     site = sorted(test_prefix.glob("lib/python*/site-packages"))
     extra = {
@@ -108,15 +123,24 @@ def run_tests(
     }
     if site:
         extra["PYTHONPATH"] = os.pathsep.join([*map(str, site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    steps = []
     for command in commands:
         text = command.replace(str(built_for), prefix) if built_for != test_prefix else command
-        step = Command("test", (text,), cwd, extra, shell=True)  # shell: recipe tests, run by bash -e
-        run_command(step, env, log, package=package)
+        steps.append(Command("test", (text,), cwd, extra, shell=True))  # shell: recipe tests, by bash -e
+    return steps
 
 
 #: what a configure step bakes into the build folder besides its own arguments
 _CONFIGURE_ENV = ("CC", "CXX", "FC", "F77", "CFLAGS", "CXXFLAGS", "FFLAGS", "FCFLAGS", "CPPFLAGS", "LDFLAGS",
                   "PKG_CONFIG_PATH", "CMAKE_PREFIX_PATH", "PATH")  # fmt: skip
+
+
+def configure_stamp(build_dir: Path, cmd: Command) -> Path:
+    """Where a kept build folder notes what its configure step ``cmd`` last ran with: one per
+    tool and folder, so a step that comes or goes (``autoreconf`` once ``configure`` exists in
+    the kept copy of the tree) does not make the others look changed."""
+    slot = hashlib.sha256(f"{cmd.cwd}\0{cmd.argv[0] if cmd.argv else ''}".encode()).hexdigest()[:12]
+    return build_dir / f".pmpm-configured-{slot}"
 
 
 def _configure_identity(cmd: Command, env: dict[str, str]) -> str:
@@ -144,12 +168,18 @@ def build_package(
     out_dir: Path,
     extra: dict,
     incremental: bool = False,
+    log: Path | None = None,
+    phase: Callable[[str], None] | None = None,
+    info: dict[str, str] | None = None,
 ) -> BuildResult:
     """Configure, build, stage-install, test and pack one package; returns the package file.
 
     ``incremental``: the build folder is kept from the last build of this package (a local tree
     under development), so make/ninja recompile only what changed; the configure steps are run
     again only when their command or the compilers and flags they see changed.
+    ``log``: where the commands' output goes (a new log by default); ``phase`` is told each
+    phase as it starts (the steps' names, then ``pack``), for the progress display.
+    ``info``: more files for the package's ``info/`` (its provenance: :mod:`pmpm.build.provenance`).
     """
     build_dir = work / "build"
     stage = work / "stage"
@@ -170,9 +200,14 @@ def build_package(
         python=python,
         script=script,
     )
-    log = log_path(name)
-    for index, cmd in enumerate(builder.steps(ctx)):
-        stamp = build_dir / f".pmpm-configured-{index}"
+    log = log or log_path(name)
+    tell = phase or (lambda _: None)
+    current = None
+    for cmd in builder.steps(ctx):
+        if cmd.name != current:
+            current = cmd.name
+            tell(current)
+        stamp = configure_stamp(build_dir, cmd)
         if cmd.name == "configure" and incremental:
             wanted = _configure_identity(cmd, env)
             if stamp.is_file() and stamp.read_text() == wanted:
@@ -195,7 +230,8 @@ def build_package(
     relative_rpaths(staged, str(prefix))  # $ORIGIN/../lib: the libraries are found in any prefix
     epoch = env.get("SOURCE_DATE_EPOCH")  # the source's time, not the build's (pmpm.sources.epoch)
     timestamp = int(epoch) * 1000 if epoch and epoch.isdigit() else None
+    tell("pack")
     meta = PackageMeta(name, version, build_string, depends=tuple(depends), extra=extra, timestamp=timestamp)
-    package = pack(staged, meta, out_dir, placeholder=str(prefix))
+    package = pack(staged, meta, out_dir, placeholder=str(prefix), extra_info=info)
     files = sum(1 for _ in staged.rglob("*"))
     return BuildResult(package, log, files, staged)

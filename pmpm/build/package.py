@@ -21,8 +21,7 @@ import json
 import os
 import platform as _platform
 import re
-import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 from pmpm.build.archive import write_conda
 from pmpm.build.staged_tree import Entry, collect, describe
 from pmpm.errors import PmpmError
+from pmpm.fsutil import temp_beside
 
 #: Level 19 (conda-build's default) takes ~10x longer than 10 for a ~10 % smaller file; pmpm
 #: packs locally and installs right away, so packing time matters more than archive size.
@@ -135,6 +135,7 @@ def pack(
     placeholder: str | None = None,
     external_symlinks: Collection[str] = (),
     compression_level: int = DEFAULT_COMPRESSION_LEVEL,
+    extra_info: Mapping[str, str] | None = None,
 ) -> Path:
     """Pack ``staged`` (laid out like a prefix: ``bin/``, ``lib/``...) as ``out_dir/<n-v-b>.conda``.
 
@@ -147,9 +148,14 @@ def pack(
     except the paths listed in ``external_symlinks``, whose targets ship verbatim (for links that
     must point at the host, such as a venv's ``bin/python``). Empty directories are dropped.
 
-    The archive's bytes depend only on the tree's contents, executable bits and ``meta``
-    (:mod:`pmpm.build.archive`: sorted members, the package's time, no owners). It is written
-    under a temporary name and renamed, so ``out_dir`` never holds a half-written package.
+    ``extra_info`` adds files under ``info/`` (name below it -> text), such as the rendered recipe
+    and build inputs (:mod:`pmpm.build.provenance`); like every ``info/`` file they are not listed
+    in ``info/paths.json``.
+
+    The archive's bytes depend only on the tree's contents, executable bits, ``meta`` and
+    ``extra_info`` (:mod:`pmpm.build.archive`: sorted members, the package's time, no owners).
+    It is written under a temporary name and renamed, so ``out_dir`` never holds a half-written
+    package.
     Returns the package path.
     """
     staged = Path(staged)
@@ -162,14 +168,17 @@ def pack(
     paths, has_prefix = describe(staged, entries, placeholder)
     timestamp = _timestamp(meta, staged, entries)
     info = _info_files(meta, placeholder, entries, paths, has_prefix, timestamp)
+    clash = sorted(set(info) & set(extra_info or {}))
+    if clash:
+        raise PmpmError(f"info/{clash[0]} is written by pmpm itself", where=f"package {meta.name}")
+    info.update(extra_info or {})
 
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / meta.filename
-    fd, scratch = tempfile.mkstemp(prefix=f".{meta.filename}.", dir=out_dir)
-    os.close(fd)
+    scratch = temp_beside(final)  # not mkstemp: its 0600 would keep a shared channel from the group
     try:
         write_conda(
-            Path(scratch),
+            scratch,
             name=meta.filename,
             info=info,
             root=staged,
@@ -262,3 +271,17 @@ def _info_files(
 
 def _quote(path: str) -> str:
     return f'"{path}"' if " " in path else path
+
+
+def binary_misfit(package: Path, prefix: Path) -> str | None:
+    """The first file of ``package`` (a ``.conda`` or ``.tar.bz2``) that cannot be relocated into
+    ``prefix``: one with a binary-mode placeholder shorter than it (see the module's text);
+    None when every file fits, as a package built with relative RPATHs usually does."""
+    from rattler.package import PathsJson  # rattler: only when a cached build is weighed
+
+    need = len(str(prefix))
+    for entry in PathsJson.from_package_archive(package).paths:
+        holder = entry.prefix_placeholder
+        if holder is not None and holder.file_mode.binary and len(holder.placeholder) < need:
+            return str(entry.relative_path)
+    return None

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pmpm.build import reproducible
 from pmpm.build.environment import build_env
 from pmpm.build.inputs import BuildInputs, builder_identity, distribution_files, distribution_of
 from pmpm.build.plan import BuildPlan, Step, build_string, decide, digest, order, stored_inputs
@@ -65,6 +66,11 @@ def plan(compiler: Compiler, installed: list[Any]) -> BuildPlan:
         hit = None
         if not forced and r.place is not None and stale:
             hit = compiler.cache.find(f"{name}-{r.recipe.version}-{build_string(inputs)}.conda")
+        in_prefix = reproducible.why_in_prefix(compiler.prefix, r.place, hit) if stale or forced else None
+        if in_prefix is not None:  # a PREFIX too long for the padded build prefix (and its cache)
+            rendered[name] = r = compiler.render(name, place=None)
+            inputs = _inputs(compiler, name, r, source, fetched.identity, conda_side, steps)
+            stale, hit = installed_build != build_string(inputs), None
         stored, unreadable = None, False
         if current is not None and not forced and stale and hit is None:
             try:
@@ -76,6 +82,8 @@ def plan(compiler: Compiler, installed: list[Any]) -> BuildPlan:
         )
         if decision == "rebuild" and unreadable:
             reasons = ("pmpm's build format changed",)
+        if in_prefix is not None and decision != "up to date":
+            reasons = (*reasons, in_prefix)
         if decision == "rebuild" and stored and source.kind == "path" and stored.source != inputs.source:
             said = _source_change(compiler, source, stored.source, inputs.source)
             reasons = tuple(said if x.startswith("source changed") else x for x in reasons)

@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
+from importlib.metadata import entry_points
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
@@ -150,10 +151,6 @@ def _scan(folder: Path) -> dict[str, RecipeSource]:
 
 @cache
 def _plugins() -> dict[str, RecipeSource]:
-    # importlib.metadata (with email, zipfile, csv) is imported only here: the env-file loader
-    # imports this module, and a run without compiled packages never looks for plugins
-    from importlib.metadata import entry_points
-
     return {
         ep.name: RecipeSource(ep.name, f"plugin {ep.value}", plugin=ep)
         for ep in entry_points(group="pmpm.recipes")
@@ -176,7 +173,7 @@ def load_data(source: RecipeSource, context: dict[str, Any]) -> dict[str, Any]:
         except Exception as exc:
             raise PmpmError(f"recipe plugin failed: {exc!r}", where=source.origin) from None
     else:
-        from pmpm.spec.yaml_lines import parse_yaml
+        from pmpm.spec.yaml_lines import parse_yaml  # yaml: not for completion (pmpm.cli), which imports this
 
         root = parse_yaml(source.text or "", Path(source.origin))
         data = _as_written(root) if root is not None else None
@@ -330,7 +327,7 @@ def apply_request(data: dict[str, Any], request: dict[str, Any], *, where: str |
 
 def render(data: dict[str, Any], context: dict[str, Any], *, origin: str) -> Recipe:
     """Render every string of the recipe; list items that render empty are dropped."""
-    import jinja2
+    import jinja2  # ~80 ms: not for shell completion (pmpm.cli), which imports this module
 
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 

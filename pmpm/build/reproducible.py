@@ -8,8 +8,11 @@ the cache folder, and one time for everything (``SOURCE_DATE_EPOCH``, see
   folder; builds of one recipe in two runs at once take turns (:func:`hold`). When another
   user owns the folder, the caller falls back to a prefix in its own cache (still relocatable,
   but its bytes then name that folder).
-* The build folders (sources and build tree under pmpm's cache) are mapped out of debug
-  information, ``__FILE__`` and assertion messages with ``-ffile-prefix-map``.
+* The build folder (sources, build tree, staged files) lies beside the build prefix and is
+  named by the build key alone (:func:`build_folder`), so every path and flag a build sees is
+  the same in every run: a configure script that records its CFLAGS (FFTW's ``fftw-wisdom -V``
+  prints them) records the same ``-ffile-prefix-map`` argument. That option maps the folder out
+  of debug information, ``__FILE__`` and assertion messages.
 """
 
 from __future__ import annotations
@@ -55,13 +58,32 @@ def build_place(name: str, length: int) -> Path | None:
     return place
 
 
+def build_folder(place: Path | None, name: str, key: str) -> Path | None:
+    """Where package ``name`` with build key ``key`` is built when its build prefix ``place`` is
+    under :data:`BUILD_ROOT`: ``BUILD_ROOT/NAME-KEY.build``, the same path in every run and
+    cache folder. None (build in pmpm's cache instead) for another prefix, or when someone
+    else's file (or a link) holds that name: the sticky root lets anyone create it first."""
+    if place is None or place.parent != BUILD_ROOT:
+        return None
+    folder = BUILD_ROOT / f"{name}-{key[:16]}.build"
+    for path, kind in ((folder, stat.S_ISDIR), (_lock_file(folder), stat.S_ISREG)):
+        try:
+            found = path.lstat()
+        except FileNotFoundError:
+            continue
+        if not kind(found.st_mode) or found.st_uid != os.getuid():
+            return None
+    return folder
+
+
 def _lock_file(place: Path) -> Path:
     return place.with_name(f".{place.name}.lock")
 
 
 @contextmanager
 def hold(place: Path | None) -> Iterator[None]:
-    """Use the build prefix ``place`` alone: another run building the same package waits."""
+    """Use the build prefix (or build folder) ``place`` alone: another run building the same
+    package waits."""
     if place is None or place.parent != BUILD_ROOT:
         yield
         return
@@ -81,3 +103,19 @@ def prefix_map(work: Path, vendor: str) -> str:
         return ""
     names = dict.fromkeys([str(work), os.path.realpath(work)])
     return " ".join(f"-ffile-prefix-map={name}={MAPPED_WORK}" for name in names)
+
+
+def why_in_prefix(prefix: Path, place: Path | None, cached: Path | None) -> str | None:
+    """Why a package is built in ``prefix`` (PREFIX) rather than in its padded build prefix
+    ``place``, or None. A PREFIX longer than ``place`` takes a cached build whose binary
+    placeholders all fit (text ones always do; relative RPATHs leave most packages none); a
+    new build is not known to fit until it is made, so it is made in PREFIX."""
+    if place is None or len(str(prefix)) <= len(str(place)):
+        return None
+    longer = f"built in PREFIX: it is longer than the {len(str(place))}-character build prefix"
+    if cached is None:
+        return f"{longer} and no cached build relocates into it"
+    from pmpm.build.package import binary_misfit  # rattler: imported when a package is read
+
+    misfit = binary_misfit(cached, prefix)
+    return None if misfit is None else f"{longer} and the cached build's {misfit} has a binary placeholder"

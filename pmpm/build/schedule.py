@@ -13,18 +13,22 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rattler import RepoDataRecord
+
 from pmpm import paths
-from pmpm.build import reproducible
+from pmpm.build import provenance, reproducible
 from pmpm.build.binary_cache import build_channel, index
 from pmpm.build.environment import build_env
 from pmpm.build.execute import build_package, run_tests
 from pmpm.build.plan import BuildPlan, BuildResult, Step, digest
 from pmpm.builders import registry
 from pmpm.conda import engine as conda
+from pmpm.conda.padding import check_build_prefix
 from pmpm.env.diskspace import needs_space
 from pmpm.fsutil import atomic_write_text, mirror_tree
 from pmpm.progress import BuildProgress
 from pmpm.record.api import build_details  # the record's view of a build, kept beside its key
+from pmpm.runlog import log_path
 from pmpm.sources.epoch import source_date_epoch
 
 if TYPE_CHECKING:
@@ -46,7 +50,7 @@ def run(compiler: Compiler, plan: BuildPlan) -> BuildResult:
     built = [step for step in steps if step.decision != "up to date" and step.cached is None]
     if built:
         # a local tree's build folder is kept for the next build, but not half written
-        dev = [dev_dir(compiler, s.name) for s in built if s.source.kind == "path"]
+        dev = [dev_dir(compiler, s) for s in built if s.source.kind == "path"]
         with needs_space("building compiled packages", paths.build_dir(), cleanup=dev):
             _schedule(compiler, built)
             index(build_channel())
@@ -67,10 +71,9 @@ def _schedule(compiler: Compiler, built: list[Step]) -> None:
     After a failure nothing new starts; builds already running finish (their logs stay
     complete), then the first failure is raised and the caller's journal puts PREFIX back.
     """
-    names = {s.name for s in built}
-    needs = {s.name: set(s.recipe.requires_recipes) & names for s in built}  # the rest are in
+    needs = _needs(built)
     workers = max(1, min(compiler.jobs, _width(needs)))
-    share = max(1, compiler.jobs // workers)
+    share = job_share(compiler, built)
     if workers > 1:
         compiler.say(f"building {len(built)} packages, up to {workers} at a time ({share} jobs each)")
     waiting = {s.name: s for s in built}
@@ -96,28 +99,49 @@ def _schedule(compiler: Compiler, built: list[Step]) -> None:
         raise failure
 
 
-def _build(compiler: Compiler, step: Step, jobs: int | None = None, progress=None) -> None:
-    with reproducible.hold(step.place):  # another run building this package waits
+def _needs(built: list[Step]) -> dict[str, set[str]]:
+    """Which of the packages being built each one requires (the rest are installed)."""
+    names = {s.name for s in built}
+    return {s.name: set(s.recipe.requires_recipes) & names for s in built}
+
+
+def job_share(compiler: Compiler, built: list[Step]) -> int:
+    """The ``jobs`` each build gets when ``built`` are built side by side."""
+    return max(1, compiler.jobs // max(1, min(compiler.jobs, _width(_needs(built)))))
+
+
+def _build(compiler: Compiler, step: Step, jobs: int, progress: BuildProgress) -> None:
+    folder = reproducible.build_folder(step.place, step.name, step.key)
+    with reproducible.hold(step.place), reproducible.hold(folder):  # another run building it waits
         _build_held(compiler, step, jobs, progress)
 
 
-def _build_held(compiler: Compiler, step: Step, jobs: int | None, progress) -> None:
+def work_dir(compiler: Compiler, step: Step) -> Path:
+    """The folder a package is built in (its source, build and staging folders)."""
+    if step.source.kind == "path":
+        # a local tree under development: its build folder is kept (per prefix and package)
+        # so the next build recompiles only what changed; the copy is mirrored, not redone
+        return dev_dir(compiler, step)
+    # the same folder in every run (beside the build prefix): the flags a build sees, and
+    # may record, are the same; in pmpm's cache when the build is in PREFIX
+    fixed = reproducible.build_folder(step.place, step.name, step.key)
+    return fixed or paths.build_dir() / f"{step.name}-{step.key[:12]}"
+
+
+def _build_held(compiler: Compiler, step: Step, jobs: int, progress: BuildProgress) -> None:
     recipe = step.recipe
     host = compiler.host(step.target)
     place = step.place
     local = step.source.kind == "path"
-    if local:
-        # a local tree under development: its build folder is kept (per prefix and package)
-        # so the next build recompiles only what changed; the copy is mirrored, not redone
-        work = dev_dir(compiler, step.name)
-        if compiler.fresh:
-            shutil.rmtree(work, ignore_errors=True)
-    else:
-        work = paths.build_dir() / f"{step.name}-{step.key[:12]}"
+    work = work_dir(compiler, step)
+    if compiler.fresh or not local:
         shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     flags = compiler.flags(host, place, work)  # the build folder mapped out of what is compiled
+    log = log_path(step.name)
+    done = None
     try:
+        progress.phase(step.name, "fetch", log)
         tree = compiler.sources.unpack(step.fetched, work / "src")
         if local:
             # the user's working copy: builds never write into it
@@ -127,21 +151,17 @@ def _build_held(compiler: Compiler, step: Step, jobs: int | None, progress) -> N
             atomic_write_text(manifest, json.dumps(sorted(mirrored)))
             tree = work / "src"
         builder = registry.get(recipe.system, where=recipe.origin) if recipe.system else registry.detect(tree)
+        started = f"building {step.name} {recipe.version} ({builder.name}, target {host.target})"
+        progress.started(step.name, started)
         with compiler.prefix_lock:
             installed = conda.installed_records(compiler.prefix)
         depends = _depends(compiler, step, installed)
         python = compiler.python_exe()
         if place is not None:
+            progress.phase(step.name, "prepare")  # the build prefix: what the package requires
             _host_env(compiler, step, place, installed)
             if (place / "bin" / "python").exists():
                 python = place / "bin" / "python"
-        jobs = jobs or compiler.jobs
-        say = progress.say if progress is not None else compiler.say
-        started = f"building {step.name} {recipe.version} ({builder.name}, target {host.target})"
-        if progress is not None:
-            progress.started(step.name, started)
-        else:
-            say(started)
         epoch = source_date_epoch(compiler.sources, step.fetched)
         env = build_env(compiler, host, flags, recipe.env, jobs=jobs, where=place, python=python, epoch=epoch)
         result = build_package(
@@ -163,24 +183,26 @@ def _build_held(compiler: Compiler, step: Step, jobs: int | None, progress) -> N
             # no recipe file path: it is no input, and would make copies of a project differ
             extra={"pmpm": {"key": step.key, "inputs": step.inputs.as_dict()}},
             incremental=local,
+            log=log,
+            phase=lambda name: progress.phase(step.name, name),
+            # its rendered recipe and build inputs, under info/: functions of the key alone
+            info=provenance.info_files(recipe, step.inputs, lambda value: compiler.neutral(value, place)),
         )
         if recipe.test_commands and compiler.spec.pmpm.tests:
+            progress.phase(step.name, "test")
             _test(compiler, step, result, env, work / "build")
+        provenance.keep_log(result.package, result.log)  # complete: the tests' output is in it
+        progress.phase(step.name, "link")  # into PREFIX, by the installer
         with compiler.prefix_lock:  # one installer at a time; each sees the others' results
             _install(compiler, [result.package], conda.installed_records(compiler.prefix))
-        _keep_inputs(compiler, step)
+        _keep_inputs(compiler, step, result.package)
         if place is not None:
             compiler.cache.store(result.package)
-        finished = f"installed {step.name} {recipe.version} ({result.files} files; log: {result.log})"
-        if progress is not None:
-            progress.finished(step.name, finished)
-        else:
-            say(finished)
+        done = f"installed {step.name} {recipe.version} ({result.files} files; log: {result.log})"
     finally:
+        progress.finished(step.name, done)  # None: failed (the error says how)
         if compiler.keep_build:
-            (progress.say if progress is not None else compiler.say)(
-                f"kept the build folder of {step.name}: {work}"
-            )
+            progress.say(f"kept the build folder of {step.name}: {work}")
         elif not local:  # a local tree's build folder stays for the next, incremental build
             shutil.rmtree(work, ignore_errors=True)
         if place is not None:
@@ -207,7 +229,10 @@ def _test(compiler: Compiler, step: Step, result, env: dict[str, str], cwd: Path
     )
 
 
-def _keep_inputs(compiler: Compiler, step: Step) -> None:
+def _keep_inputs(compiler: Compiler, step: Step, package: Path) -> None:
+    """The build's inputs beside the installed package, and its build log (kept beside
+    ``package`` in the build channel) in PREFIX: both live as long as the package does."""
+    provenance.install_log(compiler.prefix, package)
     atomic_write_text(
         paths.build_inputs_file(compiler.prefix, step.name),
         json.dumps(
@@ -228,13 +253,24 @@ def _take_from_cache(compiler: Compiler, steps: list[Step]) -> None:
     for step in steps:
         assert step.cached is not None
         compiler.cache.used(step.cached)
-        _keep_inputs(compiler, step)
+        _keep_inputs(compiler, step, step.cached)
         compiler.say(f"installed {step.name} {step.recipe.version} from the binary cache ({step.cached})")
 
 
 def _host_env(compiler: Compiler, step: Step, place: Path, installed: list) -> None:
     """The build prefix holds what the package requires (and what that requires), linked
     from the package cache as in PREFIX, and nothing else: a fresh one per build."""
+
+    needed = host_needs(step, installed)
+    check_build_prefix(needed, place, step.name, step.where)  # before the installer's vaguer error
+    shutil.rmtree(place, ignore_errors=True)
+    place.mkdir(parents=True)
+    if needed:
+        conda.install(needed, place, installed=[], requested=[])
+
+
+def host_needs(step: Step, installed: list) -> list:
+    """The records a build prefix holds: what the package requires, and what that requires."""
     by_name = {r.name.normalized: r for r in installed}
     wanted: set[str] = set()
     todo = [*step.inputs.conda, *step.inputs.recipes]
@@ -244,18 +280,17 @@ def _host_env(compiler: Compiler, step: Step, place: Path, installed: list) -> N
             continue
         wanted.add(name)
         todo += [d.split()[0] for d in by_name[name].depends]
-    from pmpm.conda.padding import check_build_prefix
-
-    needed = [by_name[n] for n in sorted(wanted)]
-    check_build_prefix(needed, place, step.name, step.where)  # before the installer's vaguer error
-    shutil.rmtree(place, ignore_errors=True)
-    place.mkdir(parents=True)
-    if needed:
-        conda.install(needed, place, installed=[], requested=[])
+    return [by_name[n] for n in sorted(wanted)]
 
 
-def dev_dir(compiler: Compiler, name: str) -> Path:
-    return paths.dev_dir() / f"{name}-{digest({'prefix': str(compiler.prefix), 'name': name})[:12]}"
+def dev_dir(compiler: Compiler, step: Step) -> Path:
+    """A local tree's kept build folder: per prefix and package, and per target, flags and
+    compilers -- make and friends rebuild by file times, so objects compiled for another
+    target (a stack moved between targets) must not be reused."""
+    inputs = step.inputs
+    tuned = {"target": step.target, "flags": inputs.flags, "compilers": inputs.compilers}
+    name = step.name
+    return paths.dev_dir() / f"{name}-{digest({'prefix': str(compiler.prefix), 'name': name, **tuned})[:12]}"
 
 
 def _depends(compiler: Compiler, step: Step, installed: list) -> list[str]:
@@ -273,7 +308,6 @@ def _depends(compiler: Compiler, step: Step, installed: list) -> list[str]:
 def _install(compiler: Compiler, packages: list[Path], installed: list, prefix: Path | None = None) -> None:
     """Install package files into PREFIX (or ``prefix``) in one transaction, replacing
     same-named ones."""
-    from rattler import RepoDataRecord
 
     async def read():
         return [await RepoDataRecord.from_package_archive(p) for p in packages]
@@ -309,4 +343,5 @@ def remove_compiled(prefix: Path, installed: list, wanted: set[str]) -> list[str
         conda.install(keep, prefix, installed=installed)  # the rest keep their requested specs
         for name in drop:
             paths.build_inputs_file(prefix, name).unlink(missing_ok=True)
+            provenance.drop_logs(prefix, name)
     return sorted(drop)

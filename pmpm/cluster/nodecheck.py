@@ -19,7 +19,9 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from pmpm.errors import PmpmError
+from pmpm.errors import PmpmError, run_reporting
+from pmpm.host.detect import resolve_target
+from pmpm.host.target import host_microarchitecture
 
 if TYPE_CHECKING:
     from archspec.cpu import Microarchitecture
@@ -35,9 +37,6 @@ def node_name() -> str:
 def check_node(target: str, *, host: Microarchitecture | None = None, node: str | None = None) -> str:
     """The target's archspec name when this node's CPU (``host``: detected when not given) can
     run it; a :class:`PmpmError` naming node, target and CPU when it cannot."""
-    from pmpm.host.detect import resolve_target
-    from pmpm.host.target import host_microarchitecture
-
     wanted = resolve_target(target)
     cpu = host if host is not None else host_microarchitecture()
     if wanted == cpu or wanted in cpu.ancestors:
@@ -55,8 +54,6 @@ def check_node(target: str, *, host: Microarchitecture | None = None, node: str 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m pmpm.cluster.nodecheck TARGET``: one line saying why the node is fit or not."""
-    from pmpm.errors import run_reporting
-
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m pmpm.cluster.nodecheck TARGET", file=sys.stderr)

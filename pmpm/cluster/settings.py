@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pmpm.errors import PmpmError, combined
+from pmpm.host.detect import resolve_target
 
 KEYS = ("partition", "account", "time", "cpus", "memory", "extra", "targets")
 
@@ -78,9 +79,13 @@ class SlurmSettings:
     targets: Mapping[str, Placement] = field(default_factory=dict)
 
     @classmethod
-    def from_mapping(cls, data: Any, where: str | None = None) -> SlurmSettings:
+    def from_mapping(
+        cls, data: Any, where: str | None = None, lines: Mapping[str, str] | None = None
+    ) -> SlurmSettings:
         """The settings from the env file's ``slurm:`` mapping; every problem at once, as a
-        :class:`PmpmError` naming the key (``where`` is the file and line of the block)."""
+        :class:`PmpmError` naming the key (``where`` is the file and line of the block,
+        ``lines`` each key's own ``file:line``)."""
+        at = lines or {}
         if not isinstance(data, Mapping):
             raise PmpmError(
                 f"`slurm` must be a mapping of settings, not {type(data).__name__}",
@@ -96,14 +101,18 @@ class SlurmSettings:
                 return parse(data[key])
             except PmpmError as exc:
                 exc.message = f"slurm.{key}: {exc.message}"
-                exc.where = exc.where or where
+                exc.where = exc.where or at.get(key, where)
                 problems.append(exc)
                 return None
 
         for key in data:
             if key not in KEYS:
                 problems.append(
-                    PmpmError(f"unknown slurm key `{key}`", where=where, hint=f"keys: {', '.join(KEYS)}")
+                    PmpmError(
+                        f"unknown slurm key `{key}`",
+                        where=at.get(key, where),
+                        hint=f"keys: {', '.join(KEYS)}",
+                    )
                 )
         settings = cls(
             partition=check("partition", _name),
@@ -211,8 +220,6 @@ def _targets(value: Any) -> dict[str, Placement]:
 def _target(value: Any) -> str:
     """archspec's name for a target (``x86-64-v3`` -> ``x86_64_v3``); ``host`` is refused: it
     would mean the submitting machine, not the compute nodes."""
-    from pmpm.host.detect import resolve_target
-
     text = _text(value)
     if text.lower() in ("host", "native"):
         raise PmpmError(f"`{text}` names the submitting machine: name the compute nodes' target")

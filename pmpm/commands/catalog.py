@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pmpm.commands import check
 from pmpm.commands import handlers as h
 from pmpm.commands.declare import Command, Param, arg, opt
 from pmpm.commands.params import (
@@ -24,6 +23,8 @@ from pmpm.commands.params import (
     REBUILD,
     RECIPE_DIRS,
     SHELL,
+    SLURM,
+    TARGETS,
     UPDATE,
     YES,
 )
@@ -66,6 +67,8 @@ COMMANDS: tuple[Command, ...] = (
         FRESH,
         REBUILD,
         CHANNEL_ALIAS,
+        SLURM,
+        TARGETS,
         opt(
             "lock",
             "--lock",
@@ -113,6 +116,8 @@ COMMANDS: tuple[Command, ...] = (
         FRESH,
         REBUILD,
         CHANNEL_ALIAS,
+        SLURM,
+        TARGETS,
     ),
     _c(
         "plan",
@@ -127,6 +132,12 @@ COMMANDS: tuple[Command, ...] = (
             "check",
             "--check",
             help="Exit 1 when a run would change anything, 0 when PREFIX is up to date (for CI).",
+        ),
+        opt(
+            "commands",
+            "--commands",
+            help="Also show the commands each build would run (with its folders and environment); "
+            "nothing is built.",
         ),
     ),
     _c(
@@ -235,9 +246,11 @@ COMMANDS: tuple[Command, ...] = (
         "clean",
         "Show what pmpm's cache frees: downloads, sources, build folders, logs; --yes removes them.",
         "Show what removing pmpm's package cache, sources, build folders and logs would free; --yes "
-        "removes them (compiled packages stay: see `pmpm cache prune`).",
+        "removes them (compiled packages stay: see `pmpm cache prune`); what a running install uses is "
+        "kept.",
         h.clean,
         YES,
+        AS_JSON,
     ),
     _c(
         "repair",
@@ -347,7 +360,7 @@ COMMANDS: tuple[Command, ...] = (
         "recorded package's sha256, with the copy in the build channel and with the files installed in "
         "PREFIX: identical, or the files that differ and, for ELF files, which sections. Exit code 1 "
         "when anything differs.",
-        check.cache_check,
+        h.cache_check,
         PREFIX,
         arg("names", str, "Only these compiled packages (default: all).", repeat=True, metavar="NAME"),
         OFFLINE,

@@ -10,34 +10,32 @@ relocation undone): identical, or the files that differ and, for ELF files, thei
 Guix's ``guix build --check`` and Nix's ``--check`` do for their builds).
 
 Exit code 0 when everything is identical, 1 when something differs.
-
-Loaded with the command table by every run: the standard library's heavier modules are imported
-where used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from pmpm import paths
+from pmpm.build import compare
+from pmpm.conda.engine import host_subdir
+from pmpm.env.cache_lock import using_cache
+from pmpm.errors import PmpmError
+from pmpm.record.read import layout_of, record_path
 
 Say = Callable[[str], None]
 #: what the rebuild shares with the user's cache: downloads, never build outputs
 _SHARED = ("pkgs", "repodata", "sources")
 
 
-def cache_check(prefix: Path, names: tuple[str, ...], offline: bool = False) -> int:
-    """The command's handler (declared in :mod:`pmpm.commands.catalog`)."""
-    return run(prefix, names, lambda text: print(text, flush=True), offline=offline)
-
-
 def run(prefix: Path, names: tuple[str, ...], say: Say, *, offline: bool = False) -> int:
-    import tempfile
-
-    from pmpm import paths
-    from pmpm.errors import PmpmError
-    from pmpm.record.read import layout_of, record_path
-
     layout = layout_of(prefix)
     where = str(record_path(layout))
     try:
@@ -76,7 +74,8 @@ def run(prefix: Path, names: tuple[str, ...], say: Say, *, offline: bool = False
             hint="put the file back as it was, or run conda_install again and then check",
         )
     wanted = [compiled[n] for n in (names or sorted(compiled))]
-    with tempfile.TemporaryDirectory(prefix="pmpm-check-") as scratch:
+    # the rebuild reads the user's downloads: `pmpm clean` must leave them alone meanwhile
+    with using_cache(say), tempfile.TemporaryDirectory(prefix="pmpm-check-") as scratch:
         clean = Path(scratch)
         rebuilt = _rebuild(env_file, clean, paths.cache_root(), say, offline)
         by_name = {p["name"]: p for p in rebuilt}
@@ -90,19 +89,11 @@ def run(prefix: Path, names: tuple[str, ...], say: Say, *, offline: bool = False
 
 
 def _sha256(path: Path) -> str:
-    import hashlib
-
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _rebuild(env_file: Path, clean: Path, cache: Path, say: Say, offline: bool) -> list[dict]:
     """Build the env file into a fresh prefix with a fresh cache folder; its compiled packages."""
-    import os
-    import subprocess
-    import sys
-
-    from pmpm.errors import PmpmError
-
     root = clean / "cache"
     root.mkdir()
     for name in _SHARED:
@@ -128,10 +119,6 @@ def _rebuild(env_file: Path, clean: Path, cache: Path, say: Say, offline: bool) 
 
 def _compare(old: dict, new: dict | None, prefix: Path, clean: Path, say: Say) -> bool:
     """Say how the rebuild of one package compares; True when everything is identical."""
-    from pmpm import paths
-    from pmpm.build import compare
-    from pmpm.conda.engine import host_subdir
-
     name = f"{old['name']} {old['version']}"
     if new is None or new["build_key"] != old["build_key"]:
         say(f"{name}: not comparable: {_why_not(old['name'], prefix, clean / 'prefix', new is None)}")
@@ -153,6 +140,7 @@ def _compare(old: dict, new: dict | None, prefix: Path, clean: Path, say: Say) -
         theirs = clean / "cached" / old["name"]
         their_items = compare.unpack(cached, theirs)
         lines = _differences(items, their_items.keys(), unpacked, lambda rel: compare.content(theirs, rel))
+        lines += compare.info_differences(theirs, unpacked)  # metadata: in the package only
         _show(say, f"{name}: the copy in the build channel ({cached}) differs from the rebuild", lines)
         ok = False
     installed = _installed_items(prefix, old)
@@ -172,7 +160,6 @@ def _compare(old: dict, new: dict | None, prefix: Path, clean: Path, say: Say) -
 
 def _why_not(name: str, prefix: Path, rebuilt: Path, missing: bool) -> str:
     """Why the rebuild has another build key: the inputs that differ (``builds/NAME.json``)."""
-    from pmpm import paths
 
     def inputs(where: Path) -> dict:
         try:
@@ -200,8 +187,6 @@ def _installed_items(prefix: Path, package: dict) -> dict[str, dict]:
 
 def _differences(rebuilt: dict[str, dict], other: Iterable[str], root: Path, read: Callable) -> list[str]:
     """A line per file that differs between the rebuild (unpacked in ``root``) and ``read``'s copy."""
-    from pmpm.build import compare
-
     lines = []
     for rel in sorted(rebuilt.keys() | set(other)):
         line = compare.describe(rel, read(rel), compare.content(root, rel) if rel in rebuilt else None)

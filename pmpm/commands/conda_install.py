@@ -11,7 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pmpm.conda.channels import channel_alias
 from pmpm.env import state
+from pmpm.env.layout import conda_layout, find
 from pmpm.errors import PmpmError
 
 TYPE_CHECKING = False  # typing's flag without importing typing: the no-op path stays cheap
@@ -35,6 +37,8 @@ class Options:
     keep_build: bool = False
     fresh: bool = False  # rebuild every compiled package from a clean build folder
     rebuild: tuple[str, ...] = ()  # compiled packages to build again even when up to date
+    slurm: bool = False  # compiled packages built as Slurm jobs first (pmpm.cluster.build_jobs)
+    targets: str | None = None  # --targets a,b: over the env file's `_pmpm.targets`
 
     @property
     def forced(self) -> bool:
@@ -43,9 +47,11 @@ class Options:
 
     def fingerprint(self) -> dict[str, str]:
         """The options that change what PREFIX ends up holding."""
-        from pmpm.conda.channels import channel_alias
-
-        return {"backend": self.backend or "", "channel_alias": channel_alias(self.channel_alias)}
+        return {
+            "backend": self.backend or "",
+            "channel_alias": channel_alias(self.channel_alias),
+            "targets": self.targets or "",
+        }
 
 
 def _print(text: str) -> None:
@@ -53,9 +59,24 @@ def _print(text: str) -> None:
 
 
 def run(opts: Options, say: Say = _print) -> int:
-    from pmpm.env.layout import conda_layout
+    return install(provisional_layout(opts.prefix), opts, say, choose_layout=layout_chooser(opts))
 
-    return install(conda_layout(opts.prefix), opts, say)
+
+def provisional_layout(prefix: Path) -> Layout:
+    """The layout the no-op check reads: PREFIX's as last written (targets or not)."""
+    last = find(prefix)
+    return last if last.kind == "conda" else conda_layout(prefix)
+
+
+def layout_chooser(opts: Options) -> Callable[[EnvSpec], Layout]:
+    """How the env file decides PREFIX's stacks: one, or one per target (``_pmpm.targets``)."""
+
+    def choose(spec: EnvSpec) -> Layout:
+        from pmpm.spec.targets import targets_for  # after the no-op check: not on its path
+
+        return conda_layout(opts.prefix, targets_for(spec.pmpm, opts.targets))
+
+    return choose
 
 
 def install(
@@ -96,6 +117,12 @@ def read_env_file(file: Path) -> bytes:
 
 def layout_fingerprint(layout: Layout) -> dict[str, str]:
     """The stacks' places, for the no-op state (a conda_install has one prefix: nothing)."""
+    targets = {"stack_targets": ",".join(layout.targets)} if layout.targets else {}
     if layout.kind == "conda":
-        return {}
-    return {"layout": layout.kind, "conda_prefix": str(layout.conda), "compile_prefix": str(layout.compile)}
+        return targets
+    return {
+        "layout": layout.kind,
+        "conda_prefix": str(layout.conda),
+        "compile_prefix": str(layout.compile),
+        **targets,
+    }

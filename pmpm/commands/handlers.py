@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pmpm.errors import PmpmError
+
 
 def _say(text: str) -> None:
     print(text, flush=True)
@@ -20,7 +22,7 @@ def _registered(code: int, dry_run: bool, prefixes: list[Path]) -> int:
     if code == 0 and not dry_run:
         from pmpm.commands import registry
 
-        registry.register([p for p in prefixes if (p / "conda-meta").is_dir()], _say)
+        registry.register(prefixes, _say)  # those with conda-meta, checked under its lock
     return code
 
 
@@ -30,7 +32,12 @@ def conda_install(
     if lock is not None or file is None:
         from pmpm.record import lock as locked
 
-        rebuild_only = ("update", "fresh", "rebuild", "channel_alias")
+        if options.get("slurm"):
+            raise PmpmError(
+                "--slurm does not rebuild from a lock yet",
+                hint="rebuild from the lock without --slurm, or build through Slurm from the env file",
+            )
+        rebuild_only = ("update", "fresh", "rebuild", "channel_alias", "slurm")
         kept = {k: v for k, v in options.items() if k not in rebuild_only}
         code = locked.install_command(prefix, lock, file, _say, target=target, **kept)
         return _registered(code, options["dry_run"], [prefix])
@@ -51,10 +58,10 @@ def system_install(**options) -> int:
     return code
 
 
-def plan(prefix: Path, file: Path, offline: bool, as_json: bool, check: bool) -> int:
+def plan(prefix: Path, file: Path, offline: bool, as_json: bool, check: bool, commands: bool) -> int:
     from pmpm.commands import plan as command
 
-    return command.run(prefix, file, offline, as_json, check, _say)
+    return command.run(prefix, file, offline, as_json, check, _say, commands=commands)
 
 
 def cache_list(folder: Path | None, as_json: bool) -> int:
@@ -71,6 +78,12 @@ def cache_push(dest: Path, names: tuple[str, ...]) -> int:
     from pmpm.build import binary_cache
 
     return binary_cache.push_command(dest, list(names), _say)
+
+
+def cache_check(prefix: Path, names: tuple[str, ...], offline: bool = False) -> int:
+    from pmpm.commands import check
+
+    return check.run(prefix, names, _say, offline=offline)
 
 
 def cache_prune(older_than: float | None, everything: bool) -> int:
@@ -143,10 +156,10 @@ def remove(prefix: Path, yes: bool) -> int:
     return command.run(prefix, yes, _say)
 
 
-def clean(yes: bool) -> int:
+def clean(yes: bool, as_json: bool) -> int:
     from pmpm.commands import clean as command
 
-    return command.run(yes, _say)
+    return command.run(yes, as_json, _say)
 
 
 def repair(prefix: Path) -> int:

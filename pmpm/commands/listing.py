@@ -13,13 +13,15 @@ from typing import Any
 
 from pmpm.commands import jsonout
 from pmpm.commands.jsonout import Say
+from pmpm.conda.engine import BUILD_PREFIX
+from pmpm.env import inventory
+from pmpm.env.layout import find
 from pmpm.errors import PmpmError
+from pmpm.record import api as records
 
 
 def _compiled_marks(prefix: Path) -> dict[str, dict[str, Any]]:
-    """name -> target, source identity, build key, recipe origin, from the record (if any)."""
-    from pmpm.record import api as records
-
+    """name -> target, source identity, build key, recipe origin, build log, from the record (if any)."""
     try:
         record = records.read(prefix)
     except PmpmError:
@@ -30,6 +32,8 @@ def _compiled_marks(prefix: Path) -> dict[str, dict[str, Any]]:
             "source": p.source.get("identity"),
             "build_key": p.build_key,
             "recipe": p.recipe.get("origin"),
+            # the kept build log (pmpm.build.provenance), where the stack is
+            "log": str(Path(record.layout.get(p.stack, record.layout["root"])) / p.log) if p.log else None,
         }
         for p in record.compiled_packages
     }
@@ -37,10 +41,6 @@ def _compiled_marks(prefix: Path) -> dict[str, dict[str, Any]]:
 
 def packages(prefix: Path) -> tuple[list[Path], list[dict[str, Any]]]:
     """The environment's stacks and every package in them, by name."""
-    from pmpm.conda.engine import BUILD_PREFIX
-    from pmpm.env import inventory
-    from pmpm.env.layout import find
-
     prefix = Path(prefix).expanduser().absolute()
     layout = find(prefix)
     stacks = [s for s in layout.prefixes if (s / "conda-meta").is_dir()]
@@ -58,7 +58,7 @@ def packages(prefix: Path) -> tuple[list[Path], list[dict[str, Any]]]:
             mark = marks.get(name) if compiled else None
             if compiled and mark is None:  # no record: the build string still carries the key's start
                 mark = {"target": None, "source": None, "build_key": str(record.build)[len(BUILD_PREFIX) :]}
-                mark["recipe"] = None
+                mark["recipe"] = mark["log"] = None
             found.append(
                 {
                     "name": name,

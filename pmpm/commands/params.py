@@ -24,6 +24,12 @@ REBUILD = opt(
     metavar="NAME",
     help="Build this compiled package again even if up to date (repeatable).",
 )
+SLURM = opt(
+    "slurm",
+    "--slurm",
+    help="Build each target's compiled packages as a Slurm job on a node of that target "
+    "(settings: `_pmpm.slurm`; PREFIX and pmpm's cache must be on a filesystem the nodes share).",
+)
 CHANNEL_ALIAS = opt(
     "channel_alias",
     "--channel-alias",
@@ -52,3 +58,12 @@ RECIPE_DIRS = opt(
 )
 AS_JSON = opt("as_json", "--json", help="Print it as JSON (the shapes are in docs/json.md).")
 YES = opt("yes", "--yes", "-y", help="Do it without asking.")
+TARGETS = opt(
+    "targets",
+    "--targets",
+    kind=str,
+    metavar="T1,T2",
+    complete="target",
+    help="Build the compiled packages for these archspec targets, a stack each (overrides the env "
+    "file's `_pmpm.targets`/`target`; `host` is this machine).",
+)

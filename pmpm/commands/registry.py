@@ -9,8 +9,10 @@ this runs on the no-op path.
 
 from __future__ import annotations
 
+import fcntl
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 Say = Callable[[str], None]
@@ -33,22 +35,46 @@ def registered() -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def register(prefixes: Iterable[Path], say: Say) -> None:
-    """Add the prefixes that are not listed yet (an up-to-date prefix costs one read).
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """One pmpm at a time changes the file: a ``flock`` on its folder (no file of pmpm's own
+    beside conda's; a folder that cannot be opened means no lock, as conda takes none)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
+
+def register(prefixes: Iterable[Path], say: Say) -> None:
+    """Add the environments that are not listed yet (an up-to-date prefix costs one read).
+
+    A prefix counts only while it has ``conda-meta``, checked under the lock :func:`deregister`
+    takes after ``pmpm remove`` deleted the folders: an install that finished just before a
+    remove cannot list again the prefix the remove took away.
     ``CONDA_REGISTER_ENVS=false`` (conda's own switch, as an environment variable) turns it off,
     for conda and pmpm alike: test suites and throw-away prefixes."""
     if os.environ.get("CONDA_REGISTER_ENVS", "").strip().lower() in ("false", "0", "no", "off"):
         return
+    prefixes = list(prefixes)
     known = set(registered())
-    new = [loc for loc in map(_location, prefixes) if loc not in known]
-    if not new:
+    if all(_location(p) in known for p in prefixes):
         return
     path = environments_txt()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as handle:
-            handle.writelines(f"{loc}\n" for loc in new)
+        with _locked(path.parent):
+            known = set(registered())
+            new = [_location(p) for p in prefixes if (Path(p) / "conda-meta").is_dir()]
+            new = [loc for loc in dict.fromkeys(new) if loc not in known]
+            if new:
+                with path.open("a", encoding="utf-8") as handle:
+                    handle.writelines(f"{loc}\n" for loc in new)
     except OSError as exc:
         say(f"note: could not register the environment in {path}: {exc.strerror}")
 
@@ -57,16 +83,17 @@ def deregister(prefixes: Iterable[Path], say: Say) -> None:
     """Drop the prefixes' lines, keeping every other line as it was."""
     gone = set(map(_location, prefixes))
     path = environments_txt()
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return
-    kept = [line for line in lines if line.strip() not in gone]
-    if len(kept) == len(lines):
-        return
-    try:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        say(f"note: could not update {path}: {exc.strerror}")
+    with _locked(path.parent):
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return
+        kept = [line for line in lines if line.strip() not in gone]
+        if len(kept) == len(lines):
+            return
+        try:
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            say(f"note: could not update {path}: {exc.strerror}")

@@ -9,17 +9,18 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from pmpm.build import binary_cache
 from pmpm.commands import jsonout
 from pmpm.commands.jsonout import Say
+from pmpm.paths import build_channel
+from pmpm.record import api as records
+from pmpm.record import verify as checks
 
 #: the first character of a ``pmpm diff`` line and what it means
 _DIFF_KINDS = {"+": "added", "-": "removed", "~": "changed"}
 
 
 def cache_list(folder: Path | None, say: Say) -> int:
-    from pmpm.build import binary_cache
-    from pmpm.paths import build_channel
-
     channel = folder or build_channel()
     packages = []
     for package in binary_cache._packages(channel):
@@ -42,12 +43,9 @@ def cache_list(folder: Path | None, say: Say) -> int:
 
 def diff(a: Path, b: Path, say: Say) -> int:
     """Exit 1 when the environments differ, as the text form."""
-    from pmpm.record import api as records
-    from pmpm.record import verify
-
     left, right = records.read(a), records.read(b)
     same = left.environment_id == right.environment_id
-    lines = [] if same else verify.differences(left, right)
+    lines = [] if same else checks.differences(left, right)
     document = {
         "a": {"path": str(a), "environment_id": left.environment_id, "target": left.host.target},
         "b": {"path": str(b), "environment_id": right.environment_id, "target": right.host.target},
@@ -60,9 +58,7 @@ def diff(a: Path, b: Path, say: Say) -> int:
 
 def verify(prefix: Path, say: Say) -> int:
     """Exit 1 when anything differs from the record, as the text form (which also says how)."""
-    from pmpm.record import verify as command
-
-    report = command.check(prefix)
+    report = checks.check(prefix)
     problems = [{"kind": p.kind, "what": p.what, "owner": p.owner, "stack": p.stack} for p in report.problems]
     data = {"prefix": str(report.prefix), "environment_id": report.environment_id, "ok": report.ok}
     jsonout.emit("verify", {**data, "problems": problems}, say)

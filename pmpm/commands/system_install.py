@@ -49,6 +49,8 @@ def run(opts: Options, say: conda_install.Say = conda_install._print) -> int:
 
 
 def _layout(root: Path, section: PmpmSection | None, opts: Options) -> Layout:
+    from pmpm.spec.targets import targets_for  # after the no-op check: not on its path
+
     conda_name = section.conda_prefix_name if section else "conda"
     compile_name = section.compile_prefix_name if section else "compile"
     for key, name in (("conda_prefix_name", conda_name), ("compile_prefix_name", compile_name)):
@@ -74,9 +76,10 @@ def _layout(root: Path, section: PmpmSection | None, opts: Options) -> Layout:
                 where="_pmpm.mpi",
                 hint="use the system's MPI (`mpi: external`) or let pmpm create the conda stack",
             )
-        return system_layout(root, None, compile_name)
+        return system_layout(root, None, compile_name, targets_for(section, opts.targets))
     conda = opts.conda_prefix if opts.conda_prefix is not None else root / conda_name
-    layout = system_layout(root, conda, compile_name)
+    targets = targets_for(section, opts.targets) if section is not None else ()
+    layout = system_layout(root, conda, compile_name, targets)
     if layout.conda == layout.compile or layout.conda == layout.root:
         raise PmpmError(
             f"--conda-prefix {opts.conda_prefix} is the system_install prefix or its compiled stack",
@@ -92,7 +95,8 @@ def _refuse_foreign_root(layout: Layout) -> None:
         raise PmpmError(f"{root} exists and is not a folder", hint="choose another PREFIX")
     if not root.is_dir():
         return
-    ours = {ROOT_DIR, layout.compile.name} | ({layout.conda.name} if layout.conda else set())
+    compiled = layout.compile.parent if layout.targets else layout.compile  # ROOT/compile/T: compile
+    ours = {ROOT_DIR, compiled.name} | ({layout.conda.name} if layout.conda else set())
     foreign = sorted(p.name for p in root.iterdir() if p.name not in ours)
     if foreign:
         raise PmpmError(

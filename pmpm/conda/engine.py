@@ -3,23 +3,34 @@
 Only this module talks to py-rattler's solver and installer, so its API churn between minor
 versions (we pin one minor series) is absorbed in one place. Everything here is synchronous for
 callers; py-rattler's coroutines run inside :func:`run_coroutine`.
+
+py-rattler (over 100 ms to import) is imported in the functions that use it: this module is
+also imported where nothing is solved or installed (``pmpm run``'s record, through
+:mod:`pmpm.record.build`; an install journal's rollback).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import re
+import time
 from collections.abc import Coroutine, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import unquote, urlparse
 
 from pmpm import paths
 from pmpm.conda.channels import ResolvedChannel
+from pmpm.conda.padding import installer_error
 from pmpm.env import inventory
+from pmpm.env.diskspace import installer_failure
 from pmpm.errors import PmpmError
 from pmpm.fsutil import sha256_file
+from pmpm.spec.matchspec import NoVersionMatches, expand, for_solver, pattern_names
 
 if TYPE_CHECKING:
     from rattler import PrefixRecord, RepoDataRecord
@@ -48,8 +59,6 @@ def run_coroutine(coro: Coroutine[Any, Any, T], *, settle: bool = True) -> T:
                 await asyncio.sleep(0.05)
 
     if not settle and not _unsettled:
-        import atexit
-
         atexit.register(_settle_at_exit)
     _unsettled = not settle
     return asyncio.run(wrapper())
@@ -57,8 +66,6 @@ def run_coroutine(coro: Coroutine[Any, Any, T], *, settle: bool = True) -> T:
 
 def _settle_at_exit() -> None:
     if _unsettled:
-        import time
-
         time.sleep(0.05)
 
 
@@ -200,8 +207,6 @@ def solve(
     from rattler import Channel
     from rattler import solve as rattler_solve
 
-    from pmpm.spec.matchspec import NoVersionMatches, expand, for_solver, pattern_names
-
     requests = for_solver(list(specs))
     constraint_specs = for_solver(list(constraints))
     sources = [Channel(c.url) for c in channels]
@@ -275,9 +280,6 @@ def verify_local_sha256(records: Iterable[RepoDataRecord]) -> None:
     py-rattler trusts local files; a tampered or re-built package in a local channel whose index
     was not refreshed must stop the run before anything is linked.
     """
-    from concurrent.futures import ThreadPoolExecutor
-    from urllib.parse import unquote, urlparse
-
     local = [(r, Path(unquote(urlparse(r.url).path))) for r in records if r.url.startswith("file://")]
     for record, path in local:
         if not path.is_file():
@@ -321,7 +323,7 @@ def install(
     """
     from rattler import install as rattler_install
 
-    from pmpm.conda import meta as condameta
+    from pmpm.conda import meta as condameta  # meta imports this module
 
     specs = condameta.requested_specs(records, installed, requested, solved=solved)
     condameta.fill_md5(records)
@@ -339,15 +341,12 @@ def install(
             )
         )
     except Exception as exc:
-        from pmpm.env.diskspace import installer_failure
-
         have = {r.url for r in installed}
         needed = sum(r.size or 0 for r in records if r.url not in have)
         full = installer_failure(exc, prefix, paths.package_cache(), needed)
         if full is not None:  # a full disk, not a broken channel
             raise full from None
         text = str(exc).strip()
-        from pmpm.conda.padding import installer_error
 
         padding = installer_error(text, prefix, paths.package_cache())
         if padding is not None:  # a placeholder too short for this prefix, not a broken package

@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlparse
 
 from pmpm.conda.engine import is_compiled
 from pmpm.fsutil import file_digest
+from pmpm.spec.matchspec import for_installer, parse
 
 if TYPE_CHECKING:
     from rattler import PrefixRecord, RepoDataRecord
@@ -29,8 +30,6 @@ def spec_name(spec: str) -> str | None:
 
     Cached: the history and the requested specs ask it of the same few specs many times in
     one run, and each reading goes through py-rattler's parser."""
-    from pmpm.spec.matchspec import parse
-
     name = parse(spec).name  # conda's reading: also regex/glob versions (`numpy ^1\.7.*$`)
     return None if name is None else name.normalized
 
@@ -48,8 +47,6 @@ def requested_specs(
     except a conda package of a solve's answer (``solved``): nobody asked for it any more. The
     compiled packages are never decided by the conda solve, so they keep theirs then too.
     """
-    from pmpm.spec.matchspec import for_installer
-
     given: dict[str, list[str]] = {}
     for spec in requested or ():
         name = spec_name(spec)

@@ -76,7 +76,7 @@ def installer_error(text: str, prefix: Path, package_cache: Path) -> PmpmError |
 
 
 def _placeholder_length(extracted: Path, path: str) -> int | None:
-    from rattler.package import PathsJson
+    from rattler.package import PathsJson  # py-rattler: >100 ms; engine (on `pmpm run`) imports this
 
     try:
         entries = PathsJson.from_package_directory(extracted).paths

@@ -146,6 +146,8 @@ def walk_files(stack: Path) -> dict[str, os.DirEntry[str]]:
             if entry.name in RUNTIME_DIRS or entry.name.endswith(RUNTIME_SUFFIXES):
                 continue
             if entry.is_dir(follow_symlinks=False):
+                if os.path.isdir(os.path.join(entry.path, "conda-meta")):
+                    continue  # a stack nested in this one (PREFIX/compile/T): described on its own
                 pending.append((rel + "/", Path(entry.path)))
             else:
                 found[rel] = entry

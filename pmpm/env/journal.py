@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pmpm import paths
+from pmpm.env.diskspace import needs_space
 from pmpm.errors import PmpmError
 from pmpm.fsutil import atomic_write_text
 
@@ -49,7 +50,14 @@ def _scan(prefix: Path) -> dict[str, list[int]]:
     entries: dict[str, list[int]] = {}
     for root, dirs, files in os.walk(prefix):
         rel_root = os.path.relpath(root, prefix)
-        dirs[:] = [d for d in dirs if os.path.normpath(os.path.join(rel_root, d)) not in _OWN]
+        # a nested prefix (a conda_install's per-target stack, PREFIX/compile/T) is a stack of
+        # its own, with its own journal: not part of this one
+        dirs[:] = [
+            d
+            for d in dirs
+            if os.path.normpath(os.path.join(rel_root, d)) not in _OWN
+            and not os.path.isdir(os.path.join(root, d, paths.CONDA_META))
+        ]
         for name in dirs + files:
             rel = os.path.normpath(os.path.join(rel_root, name))
             if rel in _OWN:
@@ -66,8 +74,6 @@ def begin(prefix: Path) -> Snapshot:
     The snapshot file is written last: a journal folder without it (a full disk, a kill while
     writing) stands for a change that never started, and is removed here or by the next run.
     """
-    from pmpm.env.diskspace import needs_space  # not at the top: the no-op check imports this module
-
     jdir = _journal_dir(prefix)
     try:
         with needs_space(f"writing the journal of {prefix}", jdir):
@@ -133,14 +139,12 @@ def restore(prefix: Path) -> None:
         return
     # what the failed run added is deleted first, so a full disk has room again for the rest;
     # when it still has not, the journal stays for the next run to finish the repair
-    from pmpm.env.diskspace import needs_space
-
     with needs_space(f"putting {prefix} back as it was", prefix):
         _restore(prefix, _journal_dir(prefix))
 
 
 def _restore(prefix: Path, jdir: Path) -> None:
-    from pmpm.conda import engine as conda
+    from pmpm.conda import engine as conda  # asyncio and more (~40 ms): the no-op check imports this module
 
     try:
         data = json.loads((jdir / "snapshot.json").read_text())

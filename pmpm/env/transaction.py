@@ -6,7 +6,8 @@ place. Two levels, because the paths check things between taking the lock and ch
 (the no-op check under the lock, repair's "can every package be fetched"):
 
 ``with transaction(stacks, say, roots) as txn:``
-    takes every stack's prefix lock (in order), then puts back any stack a killed run left
+    takes every stack's prefix lock (in order) and holds pmpm's cache shared
+    (:mod:`pmpm.env.cache_lock`), then puts back any stack a killed run left
     half changed. On any failure in the block, folders this run created (or found empty) are
     taken back to nothing once only pmpm's own lock folders are left in them.
 ``with txn.changing():``
@@ -23,6 +24,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from pmpm.env import journal
+from pmpm.env.cache_lock import using_cache
 from pmpm.env.prefix_lock import prefix_lock
 from pmpm.errors import PmpmError
 
@@ -73,6 +75,7 @@ def transaction(stacks: Sequence[Path], say: Say, roots: Sequence[Path] = ()) ->
         with ExitStack() as locks:
             for stack in txn.stacks:
                 locks.enter_context(prefix_lock(stack, on_wait=say))
+            locks.enter_context(using_cache(say))  # `pmpm clean` leaves what this run uses alone
             for stack in txn.stacks:
                 if journal.pending(stack):
                     say(f"repairing {stack}: a previous pmpm run was interrupted")

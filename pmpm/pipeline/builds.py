@@ -9,6 +9,7 @@ from pathlib import Path
 from pmpm.build import schedule
 from pmpm.build.compile_stage import Compiler
 from pmpm.build.plan import BuildPlan, BuildResult
+from pmpm.cluster.build_jobs import delegate
 from pmpm.conda import engine as conda
 from pmpm.pipeline.types import Say
 
@@ -31,6 +32,8 @@ def build(
     if compiler is not None:
         if plan is None:
             plan = compiler.plan(conda.installed_records(prefix), stacks_changed=True)
+
+        plan = delegate(compiler, prefix, plan, say)  # --slurm: built by a job, planned again
         result = schedule.run(compiler, plan)
     wanted = set(result.plan.names) if result.plan is not None else set()
     if compiled is not None and compiled <= wanted:

@@ -10,7 +10,7 @@ file's text the lock carries: no env file is written and read again.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,10 +20,12 @@ from pmpm.build.compile_stage import Compiler
 from pmpm.conda import engine as conda
 from pmpm.conda import history, variables
 from pmpm.conda.channels import channel_alias
+from pmpm.env import layout as layouts
 from pmpm.env.layout import Layout
 from pmpm.env.transaction import transaction
 from pmpm.errors import PmpmError
 from pmpm.fsutil import atomic_write_text
+from pmpm.pipeline.targets import link_requirements
 from pmpm.pipeline.types import Say
 from pmpm.record.api import location_tokens, neutral, write_record
 from pmpm.spec.model import EnvSpec, PackageRequest, PmpmSection
@@ -42,6 +44,7 @@ class LockedBuild:
     request: dict[str, Any]  # how the rebuild asks for it: version, pinned source, options
     identity: str | None  # the locked source's identity (sha256:, git:, tree:)
     flags: dict[str, Any]  # with the environment's location as tokens
+    target: str | None = None  # the target it was built for (a stack per target: which stack)
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,13 @@ class LockedRequest:
 
 
 def run_locked(request: LockedRequest, say: Say) -> Record:
-    """Install the locked environment into the request's prefix; returns its new record."""
-    prefix = request.layout.root
+    """Install the locked environment into the request's prefix; returns its new record. With a
+    stack per target (``request.layout.targets``) each target's stack is rebuilt, holding the
+    conda packages its recipes require as any run makes it (:mod:`pmpm.pipeline.targets`)."""
+    layout = request.layout
+    prefix = layout.root
     conda.verify_local_sha256(request.records)
-    with transaction([prefix], say) as txn, txn.changing():
+    with transaction(layout.prefixes, say, roots=[prefix]) as txn, txn.changing():
         installed = conda.installed_records(prefix)
         say(f"installing {len(request.records)} locked conda packages into {prefix} (no solve)")
         conda.install(
@@ -77,9 +83,19 @@ def run_locked(request: LockedRequest, say: Say) -> Record:
             ignored={r.name.normalized for r in installed if conda.is_compiled(r)},
         )
         variables.write(prefix, request.variables)
-        if request.builds:
+        if request.builds and not layout.targets:
             _build(request, locked_spec(request, paths.from_lock_dir(prefix) / "recipes"), say)
         _write_history(prefix, installed, request.requested)
+        for target in layout.targets:
+            stack = layout.stack(target)
+            before = conda.installed_records(stack)
+            one = replace(
+                request, layout=layout.for_target(target), target=target, builds=_of(request, target)
+            )
+            spec = locked_spec(one, paths.from_lock_dir(prefix) / "recipes")
+            _build(one, spec, say, conda_side=conda.installed_records(prefix))
+            _write_history(stack, before, [])
+        layouts.write(layout)
         # in the journal: part of the prefix. The record keeps the original env file's text,
         # from the lock (which it then names as where that text was read)
         if request.env_file_text:
@@ -121,9 +137,11 @@ def locked_spec(request: LockedRequest, recipes: Path) -> EnvSpec:
     return EnvSpec(path=Path(request.lock_path).absolute(), pmpm=section)
 
 
-def _build(request: LockedRequest, spec: EnvSpec, say: Say) -> None:
-    """Build the locked compiled packages, refusing a source that is not the locked one."""
-    prefix = request.layout.root
+def _build(request: LockedRequest, spec: EnvSpec, say: Say, conda_side: list[Any] | None = None) -> None:
+    """Build the locked compiled packages into the request's compiled stack, refusing a source
+    that is not the locked one. ``conda_side``: the conda stack's records, when the compiled
+    stack is one target's of several (it gets the conda packages its recipes require)."""
+    prefix = request.layout.compile
     compiler = Compiler(
         spec,
         prefix,
@@ -134,6 +152,8 @@ def _build(request: LockedRequest, spec: EnvSpec, say: Say) -> None:
         base=prefix,
         system=False,
     )
+    if conda_side is not None:
+        link_requirements(compiler, prefix, conda_side, say)
     plan = compiler.plan(conda.installed_records(prefix))
     locked = {b.name: b for b in request.builds}
     tokens = location_tokens({"prefix": prefix})
@@ -157,6 +177,15 @@ def _build(request: LockedRequest, spec: EnvSpec, say: Say) -> None:
                 + "; ".join(f"{k}: {want.flags.get(k)!r} -> {flags.get(k)!r}" for k in changed)
             )
     schedule.run(compiler, plan)
+
+
+def _of(request: LockedRequest, target: str) -> tuple[LockedBuild, ...]:
+    """The locked builds of one target's stack (a target the lock does not have, asked for with
+    ``--targets``: the packages of its first target, built for this one)."""
+    builds = request.builds
+    return tuple(b for b in builds if b.target == target) or tuple(
+        b for b in builds if builds and b.target == builds[0].target
+    )
 
 
 def _write_history(prefix: Path, before: list[Any], requested: list[str]) -> None:

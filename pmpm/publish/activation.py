@@ -17,9 +17,14 @@ compared. The result is a plain list of variable changes, so
 
 What pmpm adds beyond conda's activation, for every stack of the layout (compiled stack first):
 ``MANPATH`` (``share/man``), ``PKG_CONFIG_PATH`` (``lib/pkgconfig``, ``share/pkgconfig``) and
-``CMAKE_PREFIX_PATH``, each only for folders that exist. For a system_install's compiled stack
-also ``PATH``, ``PYTHONPATH`` (its ``site-packages``, since the Python running it is the conda
-stack's or the host's) and ``LD_LIBRARY_PATH``.
+``CMAKE_PREFIX_PATH``, each only for folders that exist. For a compiled stack of its own beside
+the conda stack (system_install, or one target's stack of several) also ``PATH`` and
+``PYTHONPATH`` (its ``site-packages``, since the Python running it is the conda stack's or the
+host's); for a system_install's also ``LD_LIBRARY_PATH``.
+
+An environment with several CPU targets activates one of them: the best this CPU runs, or the
+one ``PMPM_TARGET`` names (:mod:`pmpm.host.target_choice`); ``pmpm activate`` says which on
+stderr and keeps it in its ``PMPM_ACTIVE_ENV`` entry.
 
 The rule for ``LD_LIBRARY_PATH``: never for conda stacks or a conda_install prefix. Conda packages
 and pmpm's compiled packages there find their libraries through RPATH/``$ORIGIN``, and putting a
@@ -38,14 +43,17 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from pmpm import paths
 from pmpm.conda import variables
+from pmpm.env import layout as layouts
 from pmpm.env.layout import Layout
 from pmpm.errors import PmpmError
+from pmpm.host import target_choice
 from pmpm.publish import conda_level, shell_code
 
 #: what ``pmpm activate`` stores so that ``pmpm deactivate`` can undo it
@@ -97,6 +105,7 @@ def bash_script(layout: Layout, path: list[str], replacing: str | None = None) -
     active conda environment this one takes the place of (py-rattler takes its ``bin`` folders
     off PATH and runs its ``deactivate.d`` scripts first, as ``conda activate`` does).
     """
+    # py-rattler: >100 ms, imported only when an activation is computed (not for deactivate)
     from rattler.shell import ActivationVariables, PathModificationBehavior, Shell, activate
 
     own_bins = {str(p / "bin") for p in layout.prefixes}
@@ -108,7 +117,7 @@ def bash_script(layout: Layout, path: list[str], replacing: str | None = None) -
         Shell.bash,
     ).script
     lines = _literal_variables(script, variables.read(primary))
-    if layout.kind == "system" and layout.compile != primary:
+    if layout.split and layout.compile != primary:
         compile_ = layout.compile
         lines += _prepend("PATH", _existing(compile_ / "bin"))
         for name, value in variables.read(compile_).items():
@@ -125,8 +134,9 @@ def bash_script(layout: Layout, path: list[str], replacing: str | None = None) -
             "PKG_CONFIG_PATH", _existing(prefix / "lib" / "pkgconfig", prefix / "share" / "pkgconfig")
         )
         lines += _prepend("CMAKE_PREFIX_PATH", [str(prefix)])
-    if layout.kind == "system":
+    if layout.split:
         lines += _prepend("PYTHONPATH", _site_packages(layout.compile))
+    if layout.kind == "system":
         lines += _prepend("LD_LIBRARY_PATH", _existing(layout.compile / "lib", layout.compile / "lib64"))
     return "\n".join(lines) + "\n"
 
@@ -296,8 +306,6 @@ def activate_script(
     Over an active environment it does what plain ``conda activate`` does (see
     :mod:`pmpm.publish.conda_level`): the active one is replaced, one level up. Activating the
     pmpm environment that is active already activates it afresh at the same level."""
-    from pmpm.env import layout as layouts
-
     _check_shell(shell)
     current = dict(os.environ if env is None else env)
     found = layouts.find(prefix)
@@ -306,8 +314,9 @@ def activate_script(
             f"{found.root} is not an environment made by pmpm (no conda-meta folder)",
             hint="give the PREFIX passed to `pmpm conda_install`",
         )
+    found, choice = target_choice.select(found, current)
     primary = str(found.conda if found.conda is not None else found.compile)
-    entries, notes = _entries(current), []
+    entries, notes = _entries(current), [choice.describe()] if choice is not None else []
     if entries is None:
         notes.append(f"{ACTIVE_VAR} is not pmpm's: it is replaced")
         current.pop(ACTIVE_VAR)
@@ -315,7 +324,8 @@ def activate_script(
     start = current  # the environment the new activation is undone back to
     over = current  # the environment activation starts from (a pmpm one on top is undone)
     if entries and _level(entries[-1], current) == "top":
-        undone, notes = _deactivated(current)
+        undone, undo_notes = _deactivated(current)
+        notes += undo_notes
         if undone is not None:
             over = undone
             if entries[-1].get("prefix") == str(found.root):  # activating it again
@@ -332,6 +342,7 @@ def activate_script(
     changed = sorted(k for k in set(start_vars) | set(after) if start_vars.get(k) != after.get(k))
     entry = {
         "prefix": str(found.root),
+        **({"target": choice.target} if choice is not None else {}),
         "conda_prefix": primary,
         "shlvl": conda_level.shlvl(after),
         "old": {k: start_vars.get(k) for k in changed},
@@ -353,8 +364,6 @@ def deactivate_script(shell: str = "bash", env: Mapping[str, str] | None = None)
 
 def _print(script: str, notes: list[str]) -> int:
     """The script on stdout (for ``eval``), notes on stderr (eval does not see them)."""
-    import sys
-
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     sys.stdout.write(script)

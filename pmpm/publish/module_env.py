@@ -28,6 +28,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from pmpm.env import inventory
 from pmpm.env.layout import Layout
 from pmpm.publish.activation import ACTIVE_VAR, find_run, run_activation
 
@@ -98,8 +99,6 @@ def _buildable(files: list[str]) -> bool:
 
 def build_changes(layout: Layout) -> list[Change]:
     """The compiler search paths and the per-package root variables (see the module docstring)."""
-    from pmpm.env import inventory
-
     include: list[str] = []
     libs: list[str] = []
     roots: dict[str, Change] = {}

@@ -20,6 +20,14 @@ external MPI's module from ``_pmpm.mpi.module`` becomes ``depends_on`` (Lmod: lo
 (its description: the first line is the whatis ``Description``), the packages from the record
 and how to build against it.
 
+An environment with several CPU targets gets one modulefile whose settings come in one block per
+target: at load time, on the node where it is loaded, it runs the environment's
+``archdetect.sh`` (:mod:`pmpm.publish.archdetect`: plain sh, no pmpm or Python needed there;
+Lmod ``capture``, Tcl ``exec``), which names the first installed target this CPU runs
+(``PMPM_TARGET`` forces one), applies that block, says which target on stderr and keeps it in
+``PMPM_MODULE_TARGET`` so that unloading takes back exactly that block. When no target fits,
+loading fails with the script's message.
+
 The default module name is ``NAME/VERSION``: the env file's ``name:`` (or the folder name), and
 a short form of the environment id from the record (or ``default`` without one). Modulefiles of
 the same environment under another version are removed so ``module load NAME`` finds the current
@@ -29,6 +37,9 @@ one; files pmpm did not write are never overwritten.
 from __future__ import annotations
 
 import re
+import shlex
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 from pmpm import __version__, envinfo, paths
@@ -36,7 +47,8 @@ from pmpm.env import layout as layouts
 from pmpm.env.layout import Layout
 from pmpm.errors import PmpmError
 from pmpm.fsutil import atomic_write_text
-from pmpm.publish import module_env
+from pmpm.host.target_choice import preference
+from pmpm.publish import archdetect, module_env
 from pmpm.record import read as record_read
 
 _PART = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*$")
@@ -96,7 +108,7 @@ def _tcl(value: object) -> str:
 
 
 def _templates():
-    import jinja2
+    import jinja2  # only when modules are written: finish() imports this module on every run
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
@@ -137,13 +149,16 @@ def _help(
     env_name: str, env_id: str | None, layout: Layout, mpi_module: str | None, record
 ) -> tuple[str, str]:
     """``(help text, one-line description)`` from the env file and the record."""
-    import textwrap
-
     described = _description(record.env_file.text if record is not None and record.env_file else None)
     lines = [f"pmpm environment {env_name}", *described, ""]
     lines += [f"environment id: {env_id or 'unknown (no record)'}", f"prefix: {layout.root}"]
-    if layout.kind == "system":
+    if layout.kind == "system" or layout.targets:
         lines.append("stacks: " + ", ".join(str(p) for p in layout.prefixes))
+    if layout.targets:
+        lines.append(
+            f"CPU targets: {', '.join(preference(layout.targets))}; loading picks the first this "
+            f"node runs ({archdetect.path(layout)}); PMPM_TARGET=T forces one"
+        )
     if mpi_module:
         lines.append(f"needs the MPI module {mpi_module}")
     packages = _packages(record)
@@ -173,12 +188,8 @@ def render(layout: Layout, kind: str, name: str | None = None) -> tuple[str, str
         record = None
     help_text, description = _help(env_name, env_id, layout, info.mpi_module, record)
     template = _templates().get_template("modulefile.lua.j2" if kind == "lmod" else "modulefile.tcl.j2")
-    changes: list[module_env.Change] = []
-    multiline: list[module_env.Change] = []
-    for change in module_env.module_changes(layout) + module_env.build_changes(layout):
-        # Lmod 8.6 and Modules 5.2 both cut a value at its first newline (and Modules then fails
-        # to undo it on unload): leave such variables out and say so in the file
-        (multiline if "\n" in change.value else changes).append(change)
+    sections, left_out = _sections(layout)
+    script = str(archdetect.path(layout)) if layout.targets else ""  # written by write()
     text = template.render(
         pmpm_version=__version__,
         root=str(layout.root),
@@ -190,10 +201,38 @@ def render(layout: Layout, kind: str, name: str | None = None) -> tuple[str, str
         mpi_module=info.mpi_module,
         help_text=help_text,
         description=description,
-        changes=changes,
-        left_out=[c.name for c in multiline],
+        sections=sections,
+        left_out=left_out,
+        detect_script=script,
+        detect_command=f"/bin/sh {shlex.quote(script)} 2>&1",
     )
     return module, version, text
+
+
+@dataclass(frozen=True)
+class _Section:
+    """What the modulefile sets for one target (None: the one stack, nothing to choose)."""
+
+    target: str | None
+    changes: list[module_env.Change]
+
+
+def _sections(layout: Layout) -> tuple[list[_Section], list[str]]:
+    """One section per target, in the order the load-time script tries them, and the names of
+    variables left out (multi-line values)."""
+    views: list[tuple[str | None, Layout]] = [(t, layout.for_target(t)) for t in preference(layout.targets)]
+    sections, left_out = [], set()
+    for target, view in views or [(None, layout)]:
+        changes = []
+        for change in module_env.module_changes(view) + module_env.build_changes(view):
+            # Lmod 8.6 and Modules 5.2 both cut a value at its first newline (and Modules then
+            # fails to undo it on unload): leave such variables out and say so in the file
+            if "\n" in change.value:
+                left_out.add(change.name)
+            else:
+                changes.append(change)
+        sections.append(_Section(target, changes))
+    return sections, sorted(left_out)
 
 
 def _ours(path: Path) -> str | None:
@@ -221,6 +260,8 @@ def write(layout: Layout, kind: str, directory: Path, name: str | None = None) -
             hint="give the PREFIX passed to `pmpm conda_install`",
         )
     module, version, text = render(layout, kind, name)
+    if layout.targets:
+        archdetect.write(layout)  # what the modulefile runs at load time to choose a target
     directory = Path(directory).expanduser().absolute()
     suffix = ".lua" if kind == "lmod" else ""
     path = directory / module / f"{version}{suffix}"

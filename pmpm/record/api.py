@@ -124,6 +124,8 @@ def show(prefix: Path, as_json: bool, say: Say) -> int:
         if c.mpi:
             say(f"    mpi: {c.mpi}")
         say(f"    {len(c.files)} files")
+        if c.log:
+            say(f"    build log: {Path(record.layout.get(c.stack, record.layout['root'])) / c.log}")
     if record.pip_packages:
         say(f"pip packages ({len(record.pip_packages)}):")
         for pip in record.pip_packages:

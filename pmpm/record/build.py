@@ -103,7 +103,14 @@ def _compiled(data: dict[str, Any], stack_name: str, stack: Path) -> CompiledPac
         requires={"recipes": inputs.get("recipes") or {}, "conda": inputs.get("conda") or {}},
         files=installed_files(data),
         inputs={k: v for k, v in stored.items() if k != "record"} or None,  # as stored, with its format
+        log=_log(stack, name, str(data.get("version")), str(data.get("build"))),
     )
+
+
+def _log(stack: Path, name: str, version: str, build: str) -> str | None:
+    """The kept build log of a compiled package, relative to its stack (None: there is none)."""
+    log = paths.installed_log(stack, name, version, build)
+    return log.relative_to(stack).as_posix() if log.is_file() else None
 
 
 def _conda(data: dict[str, Any], stack_name: str) -> CondaPackage:
@@ -196,7 +203,7 @@ def build(layout: Layout, env_file: Path | None = None, env_text: str | None = N
         found = variables.read(stack)
         if found:
             env_vars[stack_name] = found
-    compiled.sort(key=lambda p: p.name)
+    compiled.sort(key=lambda p: (p.name, p.stack))  # with targets: each name once per target stack
     conda_packages.sort(key=lambda p: p.name)
     record = Record(
         environment_id="",

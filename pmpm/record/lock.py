@@ -15,7 +15,9 @@ stores a sha256 of the conda part so that an edit of either half is caught.
 Rebuilding installs exactly the locked conda records (no solve), then builds the compiled
 packages from the locked recipe texts with their sources pinned (a url with its sha256, a git
 commit, a local path whose tree must hash as locked) for the locked target. A host whose CPU is
-not the locked target is an error unless ``--target`` says what to build for.
+not the locked target is an error unless ``--target`` says what to build for. An environment
+with a compiled stack per target locks ``targets`` and each target's packages (``stack``); its
+rebuild makes every locked target's stack again (``--targets`` builds other ones).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from rattler import LockFile
 
 from pmpm.conda import engine as conda
 from pmpm.env.layout import conda_layout
@@ -35,6 +38,8 @@ from pmpm.host.target import host_target_name
 from pmpm.pipeline.locked import LockedBuild, LockedRequest, run_locked
 from pmpm.pipeline.prepare import refuse_foreign_folder
 from pmpm.record.lock_export import ENVIRONMENT, FORMAT, SEPARATOR, export, lock_data
+from pmpm.spec.model import PmpmSection
+from pmpm.spec.targets import targets_for
 
 if TYPE_CHECKING:
     from rattler import RepoDataRecord
@@ -87,8 +92,6 @@ def read_lock(path: Path) -> tuple[dict[str, Any], str]:
 
 
 def _locked_records(path: Path, conda_text: str, subdir: str) -> list[RepoDataRecord]:
-    from rattler import LockFile
-
     with tempfile.TemporaryDirectory(prefix="pmpm-lock-") as tmp:
         conda_path = Path(tmp) / "conda.lock"
         conda_path.write_text(conda_text, encoding="utf-8")
@@ -132,12 +135,25 @@ def _choose_target(section: dict[str, Any], override: str | None, say: Say) -> s
     )
 
 
+def _choose_targets(locked: tuple[str, ...], override: str | None, say: Say) -> tuple[str, ...]:
+    """The targets a lock with a stack per target is rebuilt for: its own, or ``--targets``."""
+    if override is None:
+        return locked
+
+    chosen = targets_for(PmpmSection(), override)
+    if chosen != locked:
+        had = ", ".join(locked) or "one"
+        say(f"note: building for targets {', '.join(chosen)} (--targets); the lock has {had}")
+    return chosen
+
+
 def install(
     prefix: Path,
     lock_path: Path,
     say: Say,
     *,
     target: str | None = None,
+    targets: str | None = None,
     jobs: int = 0,
     offline: bool = False,
     keep_build: bool = False,
@@ -151,10 +167,16 @@ def install(
             f"the lock is for {section.get('subdir')}, this machine is {subdir}", where=str(lock_path)
         )
     records = _locked_records(lock_path, conda_text, subdir)
-    chosen = _choose_target(section, target, say)
-    layout = conda_layout(prefix)
+    locked_targets = tuple(str(t) for t in section.get("targets") or [])
+    if targets is not None or locked_targets:  # a stack per target: each as locked, or --targets
+        chosen = None
+        stacks = _choose_targets(locked_targets, targets, say)
+    else:
+        chosen, stacks = _choose_target(section, target, say), ()
+    layout = conda_layout(prefix, stacks)
     prefix = layout.root
-    refuse_foreign_folder(prefix)
+    for stack in layout.prefixes:
+        refuse_foreign_folder(stack)
     builds = tuple(
         LockedBuild(
             name=item["name"],
@@ -162,6 +184,7 @@ def install(
             request=dict(item["request"]),
             identity=(item.get("source") or {}).get("identity"),
             flags=item.get("flags") or {},
+            target=item.get("target"),
         )
         for item in section.get("compiled", [])
     )
@@ -205,6 +228,7 @@ def install_command(
     say: Say,
     *,
     target: str | None = None,
+    targets: str | None = None,
     jobs: int = 0,
     offline: bool = False,
     keep_build: bool = False,
@@ -230,6 +254,16 @@ def install_command(
             say(f"  + {r.name.normalized} {r.version}-{r.build}")
         for c in section.get("compiled", []):
             say(f"  + {c['name']} {c['version']} (compiled, target {c.get('target')})")
-        _choose_target(section, target, say)
+        if targets is None and not section.get("targets"):
+            _choose_target(section, target, say)
         return 0
-    return install(prefix, lock_path, say, target=target, jobs=jobs, offline=offline, keep_build=keep_build)
+    return install(
+        prefix,
+        lock_path,
+        say,
+        target=target,
+        targets=targets,
+        jobs=jobs,
+        offline=offline,
+        keep_build=keep_build,
+    )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from rattler import LockChannel, LockFile, LockPlatform
 
 from pmpm.conda.engine import host_subdir, is_compiled
 from pmpm.env import inventory
@@ -19,6 +20,7 @@ from pmpm.errors import PmpmError
 from pmpm.fsutil import atomic_write_text
 from pmpm.record import api as records
 from pmpm.record.api import identity_document
+from pmpm.record.read import TARGET_STACK
 from pmpm.spec.matchspec import for_solver
 
 if TYPE_CHECKING:
@@ -34,8 +36,6 @@ SEPARATOR = "\n# --- pmpm: compiled packages, their recipes and sources (ignored
 
 def _conda_part(layout: Layout, record: Record) -> tuple[str, str]:
     """The rattler lock text of the conda packages, and the platform it is for."""
-    from rattler import LockChannel, LockFile, LockPlatform
-
     subdir = record.host.subdir or host_subdir()
     stack = layout.conda if layout.conda is not None else layout.compile
     rattler_records = [r for r in inventory.prefix_records(stack) if not is_compiled(r)]
@@ -71,7 +71,7 @@ def _request(package: CompiledPackage) -> dict[str, Any]:
 
 
 def lock_data(record: Record) -> dict[str, Any]:
-    document = {p["name"]: p for p in identity_document(record)["compiled"]}
+    documents = identity_document(record)["compiled"]  # in the record's order
     normalized = record.env_file.normalized if record.env_file else None
     settings = {}
     requested: list[str] = []
@@ -82,7 +82,7 @@ def lock_data(record: Record) -> dict[str, Any]:
         written = [d for d in normalized.get("dependencies") or [] if isinstance(d, str)]
         requested = [str(match) for match in for_solver(written)]  # as the solve read them
     compiled = []
-    for package in record.compiled_packages:
+    for package, document in zip(record.compiled_packages, documents, strict=True):
         if not package.recipe.get("rendered"):
             raise PmpmError(
                 f"the record of compiled package {package.name} lacks its recipe (built by an older pmpm)",
@@ -96,11 +96,14 @@ def lock_data(record: Record) -> dict[str, Any]:
                 "recipe": {"text": package.recipe.get("text"), "origin": package.recipe.get("origin")},
                 "source": package.source,
                 "request": _request(package),
-                "flags": document[package.name]["flags"],
-                "compilers": document[package.name]["compilers"],
+                "flags": document["flags"],
+                "compilers": document["compilers"],
                 "requires": package.requires,
+                # with a stack per target: which one (each name is then locked once per target)
+                **({"stack": package.stack} if package.stack.startswith(TARGET_STACK) else {}),
             }
         )
+    targets = [k.removeprefix(TARGET_STACK) for k in record.layout if k.startswith(TARGET_STACK)]
     return {
         "format": FORMAT,
         "environment_id": record.environment_id,
@@ -112,6 +115,7 @@ def lock_data(record: Record) -> dict[str, Any]:
         "env_file": record.env_file.text if record.env_file else None,
         "pip": [{"name": p.name, "version": p.version} for p in record.pip_packages],
         "compiled": compiled,
+        **({"targets": targets} if targets else {}),
     }
 
 

@@ -84,6 +84,9 @@ class CompiledPackage:
     #: the build inputs as stored beside the package (pmpm.build.inputs.BuildInputs, with its
     #: ``format``); None in records of an older pmpm. The fields above are read from them.
     inputs: dict[str, Any] | None = None
+    #: the log of the build that made the package, kept in the stack (relative to it:
+    #: ``conda-meta/pmpm/logs/NAME-VERSION-BUILD.log``); None when there is none (older pmpm)
+    log: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CompiledPackage:

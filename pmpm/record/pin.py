@@ -20,6 +20,7 @@ from typing import Any
 
 from pmpm.errors import PmpmError
 from pmpm.fsutil import atomic_write_text
+from pmpm.host import target_choice
 from pmpm.publish.activation import run_activation
 from pmpm.record import api as records
 
@@ -164,9 +165,13 @@ def run(
     if not command:
         raise PmpmError("no command to run", hint="put it after `--`: pmpm run PREFIX -- python script.py")
     layout = records.layout_of(prefix)
+    used, choice = target_choice.select(layout)  # before any work: no fitting target stops here
     if expect is not None:
         require(expect, layout.root)
     info = provenance(layout.root, verify=check, command=command)
+    if choice is not None:
+        print(f"note: {choice.describe()}", file=sys.stderr, flush=True)  # stdout is CMD's
+        info["target"] = choice.target
     if check and not info["verify"]["ok"]:
         for problem in info["verify"]["problems"][:50]:
             say(
@@ -179,7 +184,7 @@ def run(
             "modified files of its packages; or pass --no-verify to run anyway (the provenance then "
             "says it was not checked)",
         )
-    env = run_activation(layout, os.environ)
+    env = run_activation(used, os.environ)
     env["PMPM_ENVIRONMENT_ID"] = info["environment_id"] or ""
     started = datetime.now(timezone.utc)
     try:

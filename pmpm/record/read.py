@@ -18,6 +18,8 @@ RECORD_NAME = "record.json"
 #: older records of the same environment, by id: ``require()`` explains a mismatch against them
 HISTORY_DIR = "records"
 HISTORY_KEEP = 20
+#: the role of a target's compiled stack in the record: ``compile:x86_64_v3``
+TARGET_STACK = "compile:"
 
 
 def layout_of(prefix: Path) -> Layout:
@@ -30,7 +32,14 @@ def record_path(layout: Layout) -> Path:
 
 
 def stacks(layout: Layout) -> dict[str, Path]:
-    """The prefixes of one environment by role: one ``prefix``, or ``compile`` and ``conda``."""
+    """The prefixes of one environment by role: one ``prefix``, or ``compile`` and ``conda``;
+    with several targets a ``compile:TARGET`` per target beside the conda stack (``prefix`` of
+    a conda_install, ``conda`` of a system_install)."""
+    if layout.targets:
+        found = {f"{TARGET_STACK}{t}": Path(layout.stack(t)) for t in layout.targets}
+        if layout.conda is not None:
+            found["conda" if layout.kind == "system" else "prefix"] = Path(layout.conda)
+        return found
     if layout.kind != "system":
         return {"prefix": Path(layout.root)}
     found = {"compile": Path(layout.compile)}

@@ -24,6 +24,7 @@ from pmpm.env import inventory
 from pmpm.errors import PmpmError
 from pmpm.record import api as records
 from pmpm.record import relocation
+from pmpm.record.read import TARGET_STACK
 
 Say = Callable[[str], None]
 #: the owner :class:`Problem` names for a file no package owns
@@ -222,10 +223,11 @@ def differences(a: records.Record, b: records.Record) -> list[str]:
             same = old.version == new.version and old.build == new.build
             detail = " (same name, different package sha256)" if same else ""
             lines.append(f"~ {name} {old.version}-{old.build} -> {new.version}-{new.build}{detail}")
-    comp_a = {p.name: p for p in a.compiled_packages}
-    comp_b = {p.name: p for p in b.compiled_packages}
-    for name in sorted(comp_a.keys() | comp_b.keys()):
-        built_a, built_b = comp_a.get(name), comp_b.get(name)
+    comp_a = {_compiled_key(p): p for p in a.compiled_packages}
+    comp_b = {_compiled_key(p): p for p in b.compiled_packages}
+    for key in sorted(comp_a.keys() | comp_b.keys()):
+        built_a, built_b = comp_a.get(key), comp_b.get(key)
+        name = f"{key[0]} [{key[1]}]" if key[1] else key[0]
         if built_b is None:
             assert built_a is not None  # the name is in one of the two
             lines.append(f"- {name} {built_a.version} (compiled)")
@@ -244,10 +246,21 @@ def differences(a: records.Record, b: records.Record) -> list[str]:
     return lines
 
 
+def _compiled_key(package: records.CompiledPackage) -> tuple[str, str]:
+    """A compiled package in a diff: its name, and its target when the environment has a stack
+    per target (the same name is then built once per target)."""
+    target = package.stack.removeprefix(TARGET_STACK) if package.stack.startswith(TARGET_STACK) else ""
+    return package.name, target
+
+
+def _documents(record: records.Record) -> dict[tuple[str, str], dict]:
+    """The id's document of each compiled package (in the record's order), by :func:`_compiled_key`."""
+    compiled = records.identity_document(record)["compiled"]
+    return {_compiled_key(p): doc for p, doc in zip(record.compiled_packages, compiled, strict=True)}
+
+
 def _compiled_changes(a, old, b, new) -> list[str]:
-    doc_a = {p["name"]: p for p in records.identity_document(a)["compiled"]}
-    doc_b = {p["name"]: p for p in records.identity_document(b)["compiled"]}
-    left, right = doc_a[old.name], doc_b[new.name]
+    left, right = _documents(a)[_compiled_key(old)], _documents(b)[_compiled_key(new)]
     changes = []
     for key in ("version", "target", "source", "recipe", "options", "mpi", "python"):
         if left.get(key) != right.get(key):

@@ -58,7 +58,7 @@ def url_chunks(url: str) -> Iterator[bytes]:
 
 def _reason(exc: Exception) -> str:
     """requests nests the cause three wrappers deep; users need only the last one."""
-    import requests
+    import requests  # loaded already: only a failed download gets here
 
     if isinstance(exc, requests.Timeout):
         return f"timed out after {TIMEOUT[0]} s (connect) / {TIMEOUT[1]} s (read)"

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from rattler import Subdir
+
 from pmpm.build.recipe import unknown_recipes
 from pmpm.errors import PmpmError, combined, located
 from pmpm.spec.model import EnvSpec
@@ -38,7 +40,6 @@ def load_env_file(path: Path, *, subdir: str | None = None) -> EnvSpec:
             where=located(path, root.line),
             hint="explicit package lists must start with a line `@EXPLICIT`",
         )
-    from rattler import Subdir  # lazy: py-rattler is slow to import
 
     known_subdirs = [str(p) for p in Subdir.all()]
     if subdir is None:

@@ -10,6 +10,10 @@ parse; nothing hands the text as written to a strict parser.
 conda's regex and inner-``*`` glob versions (``numpy ^1\\.7.*$``, ``numpy *.7.*``), which
 py-rattler cannot hold, are read by :mod:`pmpm.spec.versionpattern` and made explicit
 (:func:`expand`) against the channels' records just before the solve.
+
+py-rattler (and :mod:`pmpm.spec.versionpattern`, which subclasses its ``MatchSpec``) is imported
+in the functions that use it, as in :mod:`pmpm.conda.engine`, which imports this module at its
+top: importing either does not import py-rattler.
 """
 
 from __future__ import annotations

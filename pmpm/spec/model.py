@@ -47,6 +47,10 @@ class PackageRequest:
 @dataclass
 class PmpmSection:
     target: str = "host"
+    #: several CPU targets, each with a compiled stack of its own (archspec names, ``host``
+    #: resolved); empty: the one ``target``
+    targets: list[str] = field(default_factory=list)
+    targets_line: int | None = None
     recipes: list[Path] = field(default_factory=list)
     packages: list[PackageRequest] = field(default_factory=list)
     conda: bool = True
@@ -59,6 +63,8 @@ class PmpmSection:
     conda_prefix_name: str = "conda"
     compile_prefix_name: str = "compile"
     tests: bool = True
+    #: the checked `_pmpm.slurm` block (a pmpm.cluster.settings.SlurmSettings), None: not given
+    slurm: Any = None
     # Warnings for the user about what was read differently from how it was written (original
     # pmpm keys, conda-lock keys, redundant duplicates); the CLI prints them.
     notes: list[str] = field(default_factory=list)

@@ -12,7 +12,10 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pmpm.cluster.settings import SlurmSettings
+from pmpm.errors import located
 from pmpm.spec.model import PackageRequest, PmpmSection
+from pmpm.spec.targets import canonical_target, close_targets
 from pmpm.spec.yaml_lines import Node, describe, unknown_key
 
 if TYPE_CHECKING:
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
 
 PMPM_KEYS = (
     "target",
+    "targets",
     "recipes",
     "packages",
     "conda",
@@ -32,6 +36,7 @@ PMPM_KEYS = (
     "conda_prefix_name",
     "compile_prefix_name",
     "tests",
+    "slurm",
 )
 BACKENDS = ("rattler", "conda", "mamba", "micromamba")
 COMPILER_KEYS = ("cc", "cxx", "fc")
@@ -94,6 +99,15 @@ class PmpmReader:
             self.r.attempt(self.key, key, value)
         if self.tune is not None:  # checked last: it is compared with `arch`, wherever that is written
             self.r.attempt(self.check_tune, self.tune)
+        if "targets" in self.set_by and "target" in self.set_by:
+            key, line = self.set_by["target"]
+            self.r.problems.append(
+                self.r.error(
+                    f"`_pmpm.targets` and `_pmpm.{key}` (line {line}) are both given",
+                    self.set_by["targets"][1],
+                    hint=f"list every target under `targets` (one entry is one target) and drop `{key}`",
+                )
+            )
         return self.section
 
     def key(self, key: str, value: Node) -> None:
@@ -112,6 +126,35 @@ class PmpmReader:
 
     def key_target(self, node: Node) -> None:
         self.set("target", self.r.text(node, "_pmpm.target"), "target", node.line)
+
+    def key_targets(self, node: Node) -> None:
+        """A compiled stack per target: archspec names (``host`` is this machine's), each once."""
+        names: list[str] = []
+        seen: dict[str, int] = {}
+        for item in self.r.items(node, "_pmpm.targets"):
+            written = self.r.text(item, "_pmpm.targets")
+            name = canonical_target(written)
+            if name is None:
+                raise self.r.error(
+                    f"unknown target `{written}` in `_pmpm.targets`" + close_targets(written),
+                    item,
+                    hint="`pmpm host --targets` lists every known target; `host` means this machine",
+                )
+            if name in seen:
+                said = f"`{written}` ({name} here)" if name != written else f"`{written}`"
+                raise self.r.error(
+                    f"target {said} is listed twice in `_pmpm.targets` (lines {seen[name]} and {item.line})",
+                    item,
+                    hint="list each target once",
+                )
+            seen[name] = item.line
+            names.append(name)
+        if not names:
+            raise self.r.error(
+                "`_pmpm.targets` is empty", node, hint="list one target or more, or drop the key"
+            )
+        self.set("targets", names, "targets", node.line)
+        self.section.fields.targets_line = node.line
 
     def key_recipes(self, node: Node) -> None:
         folders = [
@@ -234,6 +277,12 @@ class PmpmReader:
 
     def key_tests(self, node: Node) -> None:
         self.set("tests", self.r.boolean(node, "_pmpm.tests"), "tests", node.line)
+
+    def key_slurm(self, node: Node) -> None:
+        where = located(self.r.path, node.line)
+        keys = node.value.items() if node.is_mapping else ()
+        lines = {str(key): located(self.r.path, value.line) for key, value in keys}
+        self.set("slurm", SlurmSettings.from_mapping(node.plain(), where, lines), "slurm", node.line)
 
     def key_conda_prefix_name(self, node: Node) -> None:
         self.set(

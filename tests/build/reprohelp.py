@@ -31,6 +31,9 @@ add_library(rcs STATIC rc.c)
 add_executable(rc-tool tool.c)
 target_link_libraries(rc-tool rc)
 install(TARGETS rc rcs rc-tool)
+# the flags the build saw, kept as FFTW's configure keeps them (``fftw-wisdom -V``)
+file(WRITE ${CMAKE_BINARY_DIR}/rc-flags.txt "${CMAKE_C_FLAGS}\n")
+install(FILES ${CMAKE_BINARY_DIR}/rc-flags.txt DESTINATION share)
 """
 MAKEFILE_AM = "bin_PROGRAMS = ra\nra_SOURCES = ra.c\nAM_CFLAGS = -g\n"
 CONFIGURE_AC = """AC_INIT([ra], [1.0])
@@ -51,6 +54,18 @@ SCRIPT = """    mkdir -p $STAGE_PREFIX/bin $STAGE_PREFIX/share
     date -u -d @$SOURCE_DATE_EPOCH +%F > $STAGE_PREFIX/share/rs-date.txt
     echo "{{ prefix }}" > $STAGE_PREFIX/share/rs-prefix.txt
 """
+PY_EXT_C = """#include <Python.h>
+static PyObject *where(PyObject *self, PyObject *args) { return PyUnicode_FromString(__FILE__); }
+static PyMethodDef methods[] = {{"where", where, METH_NOARGS, "the source file"}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "rpext", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_rpext(void) { return PyModule_Create(&module); }
+"""
+PY_SETUP = (
+    "from setuptools import Extension, setup\n"
+    "setup(name='rp', version='1.0', packages=['rp'], ext_modules=[Extension('rpext', ['rpext.c'], "
+    "extra_compile_args=['-g'])], entry_points={'console_scripts': ['rp-where = rp:main']})\n"
+)
+PY_MODULE = "import rpext\n\ndef main():\n    print(rpext.where())\n"
 #: one package per build system
 PACKAGES = ("rc", "ra", "rm", "rs")
 #: the source tarball's members are dated here: the packages' timestamp must be this
@@ -92,6 +107,26 @@ def write_projects(root: Path) -> Path:
     (recipes / "rs.yaml").write_text(local.format("rs", "script") + f"  script: |\n{SCRIPT}")
     env = root / "env.yml"
     env.write_text(f"dependencies: []\n_pmpm:\n  recipes: [recipes]\n  packages: [{', '.join(PACKAGES)}]\n")
+    return env
+
+
+def write_python_project(root: Path, channel: str) -> Path:
+    """A C-extension Python project (setuptools, a console script) with its recipe under
+    ``root``; the env file that builds it for the ``python`` of ``channel``."""
+    src = root / "src" / "rp"
+    (src / "rp").mkdir(parents=True)
+    (src / "setup.py").write_text(PY_SETUP)
+    (src / "rpext.c").write_text(PY_EXT_C)
+    (src / "rp" / "__init__.py").write_text(PY_MODULE)
+    (root / "recipes").mkdir()
+    (root / "recipes" / "rp.yaml").write_text(
+        "name: rp\nversion: '1.0'\nsource: {path: ../src/rp}\nrequires: {conda: [python]}\n"
+        "build: {system: python}\n"
+    )
+    env = root / "env.yml"
+    env.write_text(
+        f"channels: [{channel}]\ndependencies: [python]\n_pmpm:\n  recipes: [recipes]\n  packages: [rp]\n"
+    )
     return env
 
 

@@ -139,6 +139,10 @@ def test_a_web_server_serves_the_cache_and_is_checked(tmp_path: Path, project, w
     assert fetched.code == 0, fetched.text
     assert "building" not in fetched.out and fetched.out.count("from the binary cache") == 2
     _check(tmp_path / "b", tmp_path)
+    # each package's build log came with it (pushed beside it, fetched, kept in the prefix)
+    served_logs = sorted(p.name for p in served.glob("*/*.log"))
+    assert len(served_logs) == 2
+    assert sorted(p.name for p in (tmp_path / "b" / "conda-meta" / "pmpm" / "logs").iterdir()) == served_logs
 
     # a damaged file on the server is refused, and the prefix is left as it was
     package = next(served.glob("*/greet-*.conda"))

@@ -121,6 +121,18 @@ def test_pack_is_deterministic(tmp_path: Path) -> None:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
+def test_a_package_file_is_readable_as_the_umask_allows(tmp_path: Path) -> None:
+    """A build channel shared by a group (Slurm jobs of several users) needs 0664, not 0600."""
+    staged = staged_tree(tmp_path / "s")
+    old = os.umask(0o002)
+    try:
+        package = pack(staged, PackageMeta("libx", "1.0", "0"), tmp_path / "out", placeholder=PLACEHOLDER)
+    finally:
+        os.umask(old)
+    assert package.stat().st_mode & 0o777 == 0o664
+    assert [p.name for p in package.parent.iterdir()] == [package.name]  # no temporary file left
+
+
 def test_timestamp_follows_source_date_epoch_or_explicit_value(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -112,7 +112,8 @@ def test_width_is_the_widest_level(needs: dict[str, set[str]], width: int) -> No
 )
 def test_a_terminal_gets_live_progress(tmp_path: Path) -> None:
     """On a terminal (here a pseudo-terminal from util-linux `script`): a live line per running
-    build and an overall count, redrawn; the finished builds' lines stay."""
+    build (its phase and its log's last line) and an overall count, redrawn; the finished
+    builds' lines stay."""
     env = _recipes(tmp_path, pause=True)
     typescript = tmp_path / "typescript"
     command = shlex.join(
@@ -133,6 +134,7 @@ def test_a_terminal_gets_live_progress(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", typescript.read_text(errors="replace"))
-    assert re.search(r"building left 1\.0 \(script, target \S+\)\s+[━╸╺]+", screen)  # a live line
+    # a live line: the build's phase, a bar, its time, and the last line its log got
+    assert re.search(r"left: script\s+[━╸╺]+\s+\d+:\d\d:\d\d\s+CPU_COUNT=\d", screen)
     assert re.search(r"compiled packages\s+[━╸╺]+\s+3/3", screen)  # the overall count, finished
     assert "installed right 1.0" in screen and "\x1b[" in typescript.read_text(errors="replace")

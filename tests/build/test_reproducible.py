@@ -20,7 +20,7 @@ from pmpm.build.package import PackageMeta, pack
 from pmpm.sources.cache import SourceCache
 from pmpm.sources.epoch import FIXED_EPOCH, source_date_epoch
 from pmpm.sources.spec import SourceSpec
-from tests.build.reprohelp import PACKAGES, TARBALL_TIME, clean_build, write_projects
+from tests.build.reprohelp import PACKAGES, TARBALL_TIME, clean_build, write_projects, write_python_project
 from tests.clihelp import pmpm
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "offline"
@@ -110,6 +110,58 @@ def test_the_build_prefix_is_the_same_for_every_cache_folder(tmp_path: Path, mon
     assert reproducible.prefix_map(tmp_path, "nvhpc") == ""  # a compiler without the option gets none
 
 
+def test_the_build_folder_is_named_by_the_build_key_beside_the_build_prefix(tmp_path: Path) -> None:
+    place = reproducible.build_place("hello-0123abcd", 240)
+    assert place is not None
+    folder = reproducible.build_folder(place, "hello", "f" * 64)
+    assert folder == reproducible.BUILD_ROOT / f"hello-{'f' * 16}.build"
+    assert reproducible.build_folder(tmp_path / "elsewhere", "hello", "f" * 64) is None  # in pmpm's cache
+    assert reproducible.build_folder(None, "hello", "f" * 64) is None  # built in PREFIX
+    taken = reproducible.BUILD_ROOT / f"hello-{'e' * 16}.build"
+    taken.unlink(missing_ok=True)
+    taken.symlink_to(tmp_path)  # someone's link where the folder would be: not followed
+    try:
+        assert reproducible.build_folder(place, "hello", "e" * 64) is None
+    finally:
+        taken.unlink()
+
+
+def test_a_longer_prefix_takes_a_cached_build_only_when_its_binary_placeholders_fit(tmp_path: Path) -> None:
+    place = tmp_path / ("p" * 60)
+    staged = tmp_path / "stage"
+    (staged / "bin").mkdir(parents=True)
+    (staged / "share").mkdir()
+    (staged / "share" / "where.txt").write_text(f"{place}/share\n")  # text: fits any prefix
+    text_only = pack(staged, PackageMeta("t", "1.0", "0"), tmp_path / "out", placeholder=str(place))
+    (staged / "bin" / "tool").write_bytes(b"\x7fELF\0" + f"{place}/lib".encode() + b"\0")
+    binary = pack(staged, PackageMeta("b", "1.0", "0"), tmp_path / "out", placeholder=str(place))
+    longer = tmp_path / ("q" * 80)
+    assert reproducible.why_in_prefix(longer, place, text_only) is None
+    assert reproducible.why_in_prefix(tmp_path / "short", place, binary) is None  # it fits
+    why = reproducible.why_in_prefix(longer, place, binary)
+    assert why is not None and why.endswith("the cached build's bin/tool has a binary placeholder")
+    assert f"longer than the {len(str(place))}-character build prefix" in why
+    missing = reproducible.why_in_prefix(longer, place, None)
+    assert missing is not None and missing.endswith("no cached build relocates into it")
+    assert reproducible.why_in_prefix(longer, None, binary) is None  # built in PREFIX anyway
+
+
+def test_metadata_files_are_compared_too(tmp_path: Path) -> None:
+    """``info/`` is not in ``paths.json``: a recipe or build inputs that differ are named."""
+    trees = []
+    for run, extra in enumerate(({}, {"x": 1})):
+        staged = tmp_path / f"stage{run}"
+        staged.mkdir()
+        (staged / "f").write_text("same\n")
+        meta = PackageMeta("m", "1.0", "0", extra=extra, timestamp=1_700_000_000_000)
+        package = pack(staged, meta, tmp_path / f"out{run}")
+        compare.unpack(package, tmp_path / f"u{run}")
+        trees.append(tmp_path / f"u{run}")
+    assert compare.info_differences(trees[0], trees[0]) == []
+    lines = compare.info_differences(*trees)
+    assert lines and all(line.startswith("info/") for line in lines), lines
+
+
 def test_elf_files_are_compared_section_by_section(tmp_path: Path) -> None:
     objects = []
     for text in ("one", "two"):
@@ -143,6 +195,10 @@ def test_two_clean_builds_of_every_build_system_are_identical(tmp_path: Path) ->
     out = subprocess.run([prefix / "bin" / "rc-tool"], capture_output=True, text=True, check=True).stdout
     assert out.startswith(f"{reproducible.MAPPED_WORK}/src/rc-1.0/rc.c 1 ")
     assert str(tmp_path) not in out
+    # the flags name the build folder, which is the same in both runs: beside the build prefix
+    flags = (prefix / "share" / "rc-flags.txt").read_text()
+    assert f"-ffile-prefix-map={reproducible.BUILD_ROOT}/rc-" in flags
+    assert str(tmp_path / "one" / "cache") not in flags and f"-I{prefix}/include" in flags  # relocated
     cmake = next(n for n in one if n.startswith("rc-"))
     unpacked = compare.unpack(tmp_path / "one" / "cache" / "channel" / "linux-64" / cmake, tmp_path / "u")
     assert unpacked  # a genuine package
@@ -181,3 +237,77 @@ def test_the_readme_example_rebuilds_identically_and_the_check_names_an_altered_
     assert altered.code == 1, altered.text
     assert f"saxpy 1.0: files in {prefix} that differ from the rebuild:" in altered.out
     assert "  bin/saxpy (ELF): differs in .rodata\n" in altered.out
+
+
+#: a program with its prefix compiled in as a C string: a binary-mode placeholder
+WHERE_C = '#include <stdio.h>\nint main(void) { printf("%s\\n", WHERE); return 0; }\n'
+WHERE_SCRIPT = """    mkdir -p $STAGE_PREFIX/bin
+    $CC -DWHERE='"{{ prefix }}/share/rb"' -o $STAGE_PREFIX/bin/rb-where $SRC_DIR/rb.c
+"""
+
+
+@pytest.mark.slow
+def test_a_prefix_longer_than_the_build_prefix_takes_the_cached_build_when_it_fits(tmp_path: Path) -> None:
+    env = write_projects(tmp_path / "project")
+    (tmp_path / "project" / "src" / "rb").mkdir()
+    rb = tmp_path / "project" / "src" / "rb" / "rb.c"
+    rb.write_text(WHERE_C)
+    (env.parent / "recipes" / "rb.yaml").write_text(
+        "name: rb\nversion: '1.0'\nsource: {path: ../src/rb}\nbuild:\n  system: script\n"
+        f"  script: |\n{WHERE_SCRIPT}"
+    )
+    env.write_text("dependencies: []\n_pmpm:\n  recipes: [recipes]\n  packages: [rc, rb]\n")
+    own = {"HOME": str(tmp_path / "home"), "PMPM_CACHE_DIR": str(tmp_path / "cache")}
+    short = tmp_path / "short"
+    long = tmp_path / ("l" * 120) / ("o" * 120) / "prefix"
+    assert len(str(long)) > 240
+    first = pmpm("conda_install", short, "--file", env, env=own, timeout=1800)
+    assert first.code == 0, first.text
+    built = sorted(p.name for p in (tmp_path / "cache" / "channel").glob("*/rc-*.conda"))
+    assert len(built) == 1
+    second = pmpm("conda_install", long, "--file", env, env=own, timeout=1800)
+    assert second.code == 0, second.text
+    # rc (relative RPATHs, no binary placeholder) comes from the cache: one build for both
+    assert "rc 1.0: from cache" in second.out, second.out
+    assert sorted(p.name for p in (tmp_path / "cache" / "channel").glob("*/rc-*.conda")) == built
+    for prefix in (short, long):
+        out = subprocess.run([prefix / "bin" / "rc-tool"], capture_output=True, text=True, check=True).stdout
+        assert out.startswith(f"{reproducible.MAPPED_WORK}/src/rc-1.0/rc.c 1 ")
+    # rb has its prefix compiled in (a binary placeholder, 240 characters): built in the long PREFIX
+    assert (
+        "rb 1.0: new (built in PREFIX: it is longer than the 240-character build prefix and the cached "
+        "build's bin/rb-where has a binary placeholder)" in second.out
+    ), second.out
+    for prefix in (short, long):
+        out = subprocess.run([prefix / "bin" / "rb-where"], capture_output=True, text=True, check=True).stdout
+        assert out == f"{prefix}/share/rb\n"
+    # the next run keeps both: the cached rc and the rb built in PREFIX are up to date
+    rb.write_text(WHERE_C.replace("%s", "at %s"))
+    third = pmpm("conda_install", long, "--file", env, env=own, timeout=1800)
+    assert third.code == 0, third.text
+    assert "rc 1.0: up to date" in third.out and "rb 1.0: rebuild (" in third.out, third.out
+    assert "built in PREFIX: it is longer" in third.out
+    fourth = pmpm("plan", long, "--file", env, env=own)
+    assert fourth.code == 0, fourth.text
+    assert "rc 1.0: up to date" in fourth.out and "rb 1.0: up to date" in fourth.out, fourth.out
+
+
+@pytest.mark.slow
+def test_two_clean_builds_of_a_python_c_extension_are_identical(tmp_path: Path, demo_channel) -> None:
+    env = write_python_project(tmp_path / "project", str(demo_channel.path))
+    first, one = clean_build(env, tmp_path / "one")
+    copy = shutil.copytree(tmp_path / "project", tmp_path / "a copy of the project")
+    second, two = clean_build(copy / env.name, tmp_path / "a-longer-folder-for-the-second-run", "elsewhere")
+    assert first.code == 0, first.text
+    assert second.code == 0, second.text
+    built = [name for name in one if name.startswith("rp-")]
+    assert len(built) == 1 and one[built[0]] == two[built[0]], second.out
+    prefix = tmp_path / "one" / "p"
+    out = subprocess.run([prefix / "bin" / "rp-where"], capture_output=True, text=True, check=True).stdout
+    assert out == "rpext.c\n"  # the console script runs the extension
+    (ext,) = prefix.glob("lib/python*/site-packages/rpext*.so")
+    debug = ext.read_bytes()  # built with -g: the build folder is mapped out of it
+    assert f"{reproducible.MAPPED_WORK}/src".encode() in debug and str(tmp_path).encode() not in debug
+    files = compare.unpack(tmp_path / "one" / "cache" / "channel" / "linux-64" / built[0], tmp_path / "u")
+    assert not [rel for rel in files if rel.endswith(".pyc")]  # no bytecode naming the staging folder
+    assert any(rel.endswith(".dist-info/RECORD") for rel in files)

@@ -189,6 +189,16 @@ def test_an_unknown_option_is_typers_error_without_a_traceback():
     assert "Traceback" not in result.text
 
 
+def test_slurm_with_a_lock_is_refused_not_dropped(tmp_path):
+    lock = tmp_path / "env.lock.json"
+    lock.write_text("{}")
+    result = pmpm("conda_install", tmp_path / "p", "--lock", lock, "--slurm")
+    assert result.code == 1, result.text
+    assert "--slurm does not rebuild from a lock" in result.err
+    assert "Traceback" not in result.text
+    assert not (tmp_path / "p").exists()
+
+
 @pytest.fixture(scope="module")
 def prefix(tmp_path_factory) -> Path:
     if not TEST_RECIPES.is_dir():
