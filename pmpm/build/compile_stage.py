@@ -104,6 +104,9 @@ class Compiler:
     target: str | None = None
 
     def __post_init__(self) -> None:
+        #: the conda stack whose ``bin`` holds conda's compilers: PREFIX, also for one target's
+        #: stack of several (PREFIX/compile/T, which becomes its own base below)
+        self.conda_stack: Path | None = None if self.system else (self.base or self.prefix)
         if not self.system:
             self.base = self.prefix
         self.jobs = self.jobs or os.cpu_count() or 1
@@ -150,7 +153,7 @@ class Compiler:
                 target,
                 self.spec.pmpm.compilers or None,
                 path=self.host_path(),
-                conda_bin=None if self.system else self.prefix / "bin",
+                conda_bin=self.conda_stack / "bin" if self.conda_stack is not None else None,
             )
         return hosts[target]
 
@@ -311,7 +314,8 @@ class Compiler:
             return value
         text = json.dumps(value, sort_keys=True)
         # the build prefix stands for PREFIX (the installer relocates one to the other); the
-        # token is the record's (pmpm.record.api)
-        for path in (place, self.prefix):
+        # token is the record's (pmpm.record.api). One target's stack of several stands for the
+        # conda stack around it (its compilers are conda's there): the key is the one-stack key
+        for path in (place, self.prefix, *([self.conda_stack] if self.conda_stack is not None else [])):
             text = text.replace(json.dumps(str(path))[1:-1], "${prefix}")
         return json.loads(text)

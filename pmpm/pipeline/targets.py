@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pmpm.build.plan import BuildPlan, BuildResult
 from pmpm.conda import engine as conda
-from pmpm.conda import history
+from pmpm.conda import history, variables
 from pmpm.conda.channels import channel_alias
 from pmpm.env.layout import Layout
 from pmpm.pipeline.builds import build
@@ -101,11 +101,18 @@ def run(loaded: Loaded, txn: Transaction, stale: list[Path], say: Say) -> int:
         prepared = Prepared(loaded, None, channels=[], specs=[], recipe_specs=())
     whole = replace(prepared, loaded=loaded)  # the record and the no-op state: every stack
     alias = channel_alias(loaded.opts.channel_alias)
+    # the env file's variables live with the conda stack (its conda stage writes them), else with
+    # each target's stack, where activation and the modules of that target read them
+    homes = [] if layout.conda is not None else [layout.stack(t) for t in layout.targets]
+    wanted = loaded.spec.variables
+    variables_stale = any(variables.read(home) != wanted for home in homes)
     if loaded.opts.backend != "rattler":
         with txn.changing():
             if layout.conda is not None:
                 apply_backend(prepared, say)
             results = _build_all(layout, _stacks(layout, compilers), alias, say)
+            for home in homes:
+                variables.write(home, wanted)
             record(whole, say)
         finish(whole, merged(results), say)
         clear(stale, layout, say)
@@ -117,7 +124,7 @@ def run(loaded: Loaded, txn: Transaction, stale: list[Path], say: Say) -> int:
     conda_changes = todo is not None and bool(todo.conda or todo.damaged)
     stacks = _stacks(layout, compilers, None if conda_changes else conda_side)
     quiet = solved is None or (todo is not None and todo.nothing(solved))
-    if quiet and all(s.idle() for s in stacks) and not stale:
+    if quiet and all(s.idle() for s in stacks) and not stale and not variables_stale:
         record(whole, say)
         finish(whole, merged([_planned(s.plan) for s in stacks]), say)
         say(f"{layout.root} already has what {loaded.opts.file} asks for, for {targets}")
@@ -127,6 +134,8 @@ def run(loaded: Loaded, txn: Transaction, stale: list[Path], say: Say) -> int:
             apply(solved, todo, say)
             conda_side = conda.installed_records(layout.conda) if layout.conda is not None else []
         results = _build_all(layout, stacks, alias, say, conda_side)
+        for home in homes:
+            variables.write(home, wanted)
         record(whole, say)
     finish(whole, merged(results), say)
     clear(stale, layout, say)

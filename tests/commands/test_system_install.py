@@ -258,6 +258,29 @@ def test_conda_install_uses_the_envs_own_compiler_and_system_install_the_hosts(
     assert cc.startswith("gcc ") and "conda-linux-gnu" not in cc
 
 
+def test_each_target_stack_builds_with_the_envs_own_compiler_too(tmp_path: Path, project, conda_gcc) -> None:
+    """With several targets the compiled stacks are PREFIX/compile/T, but conda's compiler stays in
+    PREFIX/bin: each target's build takes it, as one PREFIX does, with the same key as one target."""
+    from tests.pipeline.test_targets import _two_targets
+
+    a, b = _two_targets()
+    env = project(["greet"], f"  targets: [{a}, {b}]\n", deps=("libdemo", "gcc_linux-64"))
+    env.write_text(env.read_text().replace("channels: [", f"channels: [{conda_gcc.path}, "))
+    prefix = tmp_path / "p"
+    result = pmpm("conda_install", prefix, "--file", env)
+    assert result.code == 0, result.text
+    keys = {}
+    for target in (a, b):
+        built = _builds(prefix / "compile" / target, "greet")
+        assert "${prefix}/bin/x86_64-conda-linux-gnu-cc" in built["compilers"]["cc"], built["compilers"]
+        keys[target] = installed(prefix / "compile" / target)["greet"]  # version-build: the key
+
+    alone = tmp_path / "alone"  # the same env file for one of the targets, in one prefix
+    result = pmpm("conda_install", alone, "--file", env, "--targets", b)
+    assert result.code == 0, result.text
+    assert installed(alone)["greet"] == keys[b] != keys[a]
+
+
 def test_explicit_compilers_win(tmp_path: Path, project) -> None:
     clang = shutil.which("clang")
     if clang is None:

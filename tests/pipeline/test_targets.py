@@ -213,3 +213,44 @@ def test_a_failing_target_puts_every_stack_back(tmp_path, targets_env, project):
     assert "Traceback" not in failed.text
     assert tree_digest(prefix) == before  # the conda stack and both target stacks as they were
     assert _ok("verify", prefix).startswith(f"{prefix} matches its record")
+
+
+def test_without_a_conda_stack_each_target_stack_keeps_the_variables(tmp_path, monkeypatch):
+    """`conda: false`: no conda stack holds the env file's variables, so every target's stack does
+    (activation of the chosen stack reads them there), and a changed value reaches each one."""
+    from pmpm.conda import variables
+
+    a, b = _two_targets()
+    monkeypatch.setenv("PMPM_CACHE_DIR", str(tmp_path / "cache"))
+    src = tmp_path / "src" / "tool"
+    src.mkdir(parents=True)
+    (src / "Makefile").write_text(
+        "all:\n\tprintf '#!/bin/sh\\necho tool\\n' > tool\n"
+        "install:\n\tmkdir -p $(DESTDIR)$(PREFIX)/bin\n\tinstall -m 755 tool $(DESTDIR)$(PREFIX)/bin/\n"
+    )
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "tool.yaml").write_text(
+        "name: tool\nversion: '1.0'\nsource: {path: ../src/tool}\nbuild: {system: make}\n"
+    )
+    env = tmp_path / "env.yml"
+
+    def write(value: str) -> None:
+        env.write_text(
+            f"dependencies: []\nvariables: {{RUN_MODE: {value}}}\n"
+            f"_pmpm:\n  conda: false\n  mpi: none\n  targets: [{a}, {b}]\n"
+            "  recipes: [recipes]\n  packages: [tool]\n"
+        )
+
+    root = tmp_path / "root"
+    write("fast")
+    _ok("system_install", root, "--file", env)
+    for target in (a, b):
+        assert variables.read(root / "compile" / target) == {"RUN_MODE": "fast"}
+    forced = pmpm("run", root, "--", "sh", "-c", "echo $RUN_MODE", env={"PMPM_TARGET": a})
+    assert forced.code == 0 and forced.out.strip() == "fast", forced.text
+
+    write("careful")  # only a variable changed: not a no-op
+    _ok("system_install", root, "--file", env)
+    for target in (a, b):
+        assert variables.read(root / "compile" / target) == {"RUN_MODE": "careful"}
+    assert "is up to date" in _ok("system_install", root, "--file", env)
