@@ -5,9 +5,7 @@ from __future__ import annotations
 import filecmp
 import hashlib
 import os
-import secrets
 import shutil
-import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +31,7 @@ def temp_beside(path: Path) -> Path:
     is then created with ``open``, so its mode follows the umask (a group-shared cache stays
     readable by the group) where ``mkstemp`` would make it 0600.
     """
-    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}")
+    return path.with_name(f".{path.name}.{os.uname().nodename}.{os.getpid()}.{os.urandom(4).hex()}")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

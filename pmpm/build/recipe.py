@@ -15,7 +15,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from importlib.metadata import entry_points
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
@@ -151,6 +150,10 @@ def _scan(folder: Path) -> dict[str, RecipeSource]:
 
 @cache
 def _plugins() -> dict[str, RecipeSource]:
+    # importlib.metadata (with email, zipfile, csv: ~30 ms) is imported only here: the env-file
+    # loader imports this module, and a run without compiled packages never looks for plugins
+    from importlib.metadata import entry_points
+
     return {
         ep.name: RecipeSource(ep.name, f"plugin {ep.value}", plugin=ep)
         for ep in entry_points(group="pmpm.recipes")

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pmpm.errors import PmpmError, combined
-from pmpm.host.detect import resolve_target
 
 KEYS = ("partition", "account", "time", "cpus", "memory", "extra", "targets")
 
@@ -223,4 +222,6 @@ def _target(value: Any) -> str:
     text = _text(value)
     if text.lower() in ("host", "native"):
         raise PmpmError(f"`{text}` names the submitting machine: name the compute nodes' target")
+    from pmpm.host.detect import resolve_target  # archspec: only for env files with `slurm`
+
     return str(resolve_target(text).name)

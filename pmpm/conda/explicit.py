@@ -14,17 +14,16 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
-
-from rattler import Client, RepoDataRecord
-from rattler.exceptions import ParseExplicitEnvironmentSpecError
-from rattler.explicit_environment import ExplicitEnvironmentSpec
-from rattler.package_streaming import download_to_path
 
 from pmpm import paths
 from pmpm.conda.engine import run_coroutine
 from pmpm.errors import PmpmError, located
 from pmpm.fsutil import file_digest
+
+if TYPE_CHECKING:
+    from rattler import RepoDataRecord
 
 #: the fragment's length says which digest it is, as conda and py-rattler read it
 _DIGEST_BY_LENGTH = {32: "md5", 64: "sha256"}
@@ -50,6 +49,9 @@ class Entry:
 
 def entries(path: Path) -> list[Entry]:
     """The list's packages, in order, each with the ``file:line`` it was written on."""
+    from rattler.exceptions import ParseExplicitEnvironmentSpecError
+    from rattler.explicit_environment import ExplicitEnvironmentSpec
+
     try:
         listed = [p.url for p in ExplicitEnvironmentSpec.from_path(path).packages]
     except ParseExplicitEnvironmentSpecError as exc:
@@ -82,6 +84,9 @@ def _scratch() -> Path:
 
 
 async def _records(listed: list[Entry], scratch: Path, offline: bool) -> list[RepoDataRecord]:
+    from rattler import Client, RepoDataRecord
+    from rattler.package_streaming import download_to_path
+
     client = None
     found = []
     for index, entry in enumerate(listed):

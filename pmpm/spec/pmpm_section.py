@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pmpm.cluster.settings import SlurmSettings
 from pmpm.errors import located
 from pmpm.spec.model import PackageRequest, PmpmSection
 from pmpm.spec.targets import canonical_target, close_targets
@@ -279,6 +278,9 @@ class PmpmReader:
         self.set("tests", self.r.boolean(node, "_pmpm.tests"), "tests", node.line)
 
     def key_slurm(self, node: Node) -> None:
+        # archspec and the Slurm settings: only for env files that have the key
+        from pmpm.cluster.settings import SlurmSettings
+
         where = located(self.r.path, node.line)
         keys = node.value.items() if node.is_mapping else ()
         lines = {str(key): located(self.r.path, value.line) for key, value in keys}
