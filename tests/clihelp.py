@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -75,3 +76,13 @@ def installed(prefix: Path) -> dict[str, str]:
         data = json.loads(record.read_text())
         result[data["name"]] = f"{data['version']}-{data['build']}"
     return result
+
+
+def march(binary: Path) -> str:
+    """The -march a compiled file was built with, as gcc recorded its command line."""
+    out = subprocess.run(
+        ["readelf", "-p", ".GCC.command.line", binary], capture_output=True, text=True, check=True
+    ).stdout
+    found = re.search(r"-march=(\S+)", out)
+    assert found, out
+    return found.group(1)

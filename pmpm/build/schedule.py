@@ -271,16 +271,7 @@ def _host_env(compiler: Compiler, step: Step, place: Path, installed: list) -> N
 
 def host_needs(step: Step, installed: list) -> list:
     """The records a build prefix holds: what the package requires, and what that requires."""
-    by_name = {r.name.normalized: r for r in installed}
-    wanted: set[str] = set()
-    todo = [*step.inputs.conda, *step.inputs.recipes]
-    while todo:
-        name = todo.pop()
-        if name in wanted or name not in by_name:
-            continue
-        wanted.add(name)
-        todo += [d.split()[0] for d in by_name[name].depends]
-    return [by_name[n] for n in sorted(wanted)]
+    return conda.dependency_closure([*step.inputs.conda, *step.inputs.recipes], installed)
 
 
 def dev_dir(compiler: Compiler, step: Step) -> Path:

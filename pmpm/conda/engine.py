@@ -106,6 +106,21 @@ def is_compiled(record) -> bool:
     return str(record.build).startswith(BUILD_PREFIX)
 
 
+def dependency_closure(names: Iterable[str], records: Iterable[Any]) -> list[Any]:
+    """The ``records`` named, with what they depend on, by name (names not among them are
+    skipped): what a build prefix or a target's stack must hold for a recipe's requirements."""
+    by_name = {r.name.normalized: r for r in records}
+    wanted: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in wanted or name not in by_name:
+            continue
+        wanted.add(name)
+        todo += [d.split()[0] for d in by_name[name].depends]
+    return [by_name[n] for n in sorted(wanted)]
+
+
 def damaged_packages(prefix: Path, records: Iterable[PrefixRecord]) -> set[str]:
     """Names of installed packages with files missing: what a killed run leaves behind."""
     damaged = set()

@@ -176,16 +176,7 @@ def _stacks(
 def needed_records(compiler: Compiler, conda_side: list[Any], installed: list[Any]) -> list[Any] | None:
     """The conda records a conda_install target stack must hold for its recipes (what they
     require, with what that requires), or None when it holds exactly those already."""
-    by_name = {r.name.normalized: r for r in conda_side}
-    wanted: set[str] = set()
-    todo = [_spec_name(s) for s in compiler.conda_specs()]
-    while todo:
-        name = todo.pop()
-        if name in wanted or name not in by_name:
-            continue
-        wanted.add(name)
-        todo += [d.split()[0] for d in by_name[name].depends]
-    needed = [by_name[n] for n in sorted(wanted)]
+    needed = conda.dependency_closure([_spec_name(s) for s in compiler.conda_specs()], conda_side)
     have = {(r.name.normalized, str(r.version), r.build) for r in installed if not conda.is_compiled(r)}
     if have == {(r.name.normalized, str(r.version), r.build) for r in needed}:
         return None

@@ -21,7 +21,7 @@ import archspec.cpu
 import pytest
 
 from pmpm.host.target import host_microarchitecture
-from tests.clihelp import installed, pmpm, tree_digest
+from tests.clihelp import installed, march, pmpm, tree_digest
 from tests.recordhelp import LIB_C, LIB_H, MAKEFILE
 from tests.slurmhelp import LoopbackSlurm
 
@@ -95,15 +95,6 @@ def _digest(prefix: Path) -> dict[str, str]:
     }
 
 
-def _march(library: Path) -> str:
-    out = subprocess.run(
-        ["readelf", "-p", ".GCC.command.line", library], capture_output=True, text=True, check=True
-    ).stdout
-    found = re.search(r"-march=(\S+)", out)
-    assert found, out
-    return found.group(1)
-
-
 def test_one_target_is_built_by_a_job(slurm_cluster: LoopbackSlurm, tmp_path: Path) -> None:
     """The env file's one target (x86_64_v3, which only n1 advertises): the job builds on n1,
     the run compiles nothing itself and finds the package up to date."""
@@ -120,7 +111,7 @@ def test_one_target_is_built_by_a_job(slurm_cluster: LoopbackSlurm, tmp_path: Pa
     assert re.search(r"target x86_64_v3: 1 compiled packages built by Slurm job \d+ on n1", result.out)
     assert "building greet" not in result.out  # not by the submitting pmpm
     assert installed(prefix)["greet"].startswith("1.0-pmpm_")
-    assert _march(prefix / "lib" / "libgreet.so") == "x86-64-v3"
+    assert march(prefix / "lib" / "libgreet.so") == "x86-64-v3"
     build = installed(prefix)["greet"].split("-", 1)[1]
     assert (tmp_path / "cache" / "channel" / "linux-64" / f"greet-1.0-{build}.conda").is_file()  # cached too
 
@@ -146,7 +137,7 @@ def test_two_targets_build_on_their_own_nodes(slurm_cluster: LoopbackSlurm, tmp_
     for target in layout.targets:
         stack = layout.stack(target)
         assert installed(stack)["greet"].startswith("1.0-pmpm_")
-        assert _march(stack / "lib" / "libgreet.so") == target.replace("_", "-")
+        assert march(stack / "lib" / "libgreet.so") == target.replace("_", "-")
 
 
 def test_system_install_with_two_targets_through_slurm(slurm_cluster: LoopbackSlurm, tmp_path: Path) -> None:
@@ -164,7 +155,7 @@ def test_system_install_with_two_targets_through_slurm(slurm_cluster: LoopbackSl
         assert f"node {node} can run target {target}" in text and "building greet" in text
         stack = root / "compile" / target
         assert installed(stack)["greet"].startswith("1.0-pmpm_")
-        assert _march(stack / "lib" / "libgreet.so") == target.replace("_", "-")
+        assert march(stack / "lib" / "libgreet.so") == target.replace("_", "-")
     assert "building greet" not in result.out
     again = pmpm("system_install", root, "--file", env, "--slurm", env=_env(slurm_cluster, tmp_path))
     assert again.code == 0 and "is up to date" in again.out and "submitted" not in again.out
@@ -338,7 +329,7 @@ def test_jobs_of_two_runs_fill_one_shared_cache_at_once(slurm_cluster: LoopbackS
     for target, proc in runs.items():
         assert proc.returncode == 0, outputs[target]
         assert "building greet" not in outputs[target]
-        assert _march(tmp_path / target / "p" / "lib" / "libgreet.so") == target.replace("_", "-")
+        assert march(tmp_path / target / "p" / "lib" / "libgreet.so") == target.replace("_", "-")
 
     channel = tmp_path / "cache" / "channel" / "linux-64"
     listed = json.loads((channel / "repodata.json").read_text())["packages.conda"]

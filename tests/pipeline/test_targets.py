@@ -4,7 +4,6 @@ conda stack, for conda_install and system_install (pmpm.pipeline.targets)."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 from pmpm.env.layout import find
 from tests.build.test_compile_stage import project  # noqa: F401  (the recipes-and-sources fixture)
-from tests.clihelp import installed, pmpm, tree_digest
+from tests.clihelp import installed, march, pmpm, tree_digest
 
 
 def _two_targets() -> tuple[str, str]:
@@ -39,16 +38,6 @@ def targets_env(project, tmp_path, monkeypatch):  # noqa: F811
         return env
 
     return write
-
-
-def _march(library: Path) -> str:
-    """The -march a compiled file was built with, as gcc recorded its command line."""
-    out = subprocess.run(
-        ["readelf", "-p", ".GCC.command.line", library], capture_output=True, text=True, check=True
-    ).stdout
-    found = re.search(r"-march=(\S+)", out)
-    assert found, out
-    return found.group(1)
 
 
 def _run(stack: Path) -> str:
@@ -82,7 +71,7 @@ def test_conda_install_builds_a_stack_per_target(tmp_path, targets_env):
         assert have["greet"].startswith("1.0-pmpm_") and have["hello"].startswith("2.0-pmpm_")
         assert "demo-data" in have  # the recipe's conda requirement, linked from the conda stack
         assert _run(stack) == "hello, world\n"
-        assert _march(stack / "lib" / "libgreet.so") == target.replace("_", "-")
+        assert march(stack / "lib" / "libgreet.so") == target.replace("_", "-")
     conda_stack = installed(prefix)
     assert "libdemo" in conda_stack and "greet" not in conda_stack  # one shared conda stack
     assert installed(stacks[a])["greet"] != installed(stacks[b])["greet"]  # the key has the target
@@ -110,7 +99,7 @@ def test_conda_install_builds_a_stack_per_target(tmp_path, targets_env):
     assert not (prefix / "compile").exists() and find(prefix).targets == ()
     assert not (prefix / "conda-meta" / "pmpm" / "layout.json").exists()  # today's plain prefix
     assert installed(prefix)["greet"] == greet_b  # the same build key as in its target stack
-    assert _run(prefix) == "hello, world\n" and _march(prefix / "lib" / "libgreet.so") == b.replace("_", "-")
+    assert _run(prefix) == "hello, world\n" and march(prefix / "lib" / "libgreet.so") == b.replace("_", "-")
     assert _record(prefix)["environment_id"] != one_id
     assert _ok("verify", prefix).startswith(f"{prefix} matches its record")
     assert "is up to date" in _ok("conda_install", prefix, "--file", env)
@@ -140,7 +129,7 @@ def test_system_install_builds_a_stack_per_target_and_moves_between_layouts(tmp_
     for target in (a, b):
         stack = root / "compile" / target
         assert find(stack) == layout and _run(stack) == "hello, world\n"
-        assert _march(stack / "lib" / "libgreet.so") == target.replace("_", "-")
+        assert march(stack / "lib" / "libgreet.so") == target.replace("_", "-")
         assert "demo-data" not in installed(stack)  # beside the conda stack, as with one target
     assert {p["stack"] for p in _record(root)["compiled_packages"]} == {f"compile:{a}", f"compile:{b}"}
     assert _ok("verify", root).startswith(f"{root} matches its record")
@@ -150,7 +139,7 @@ def test_system_install_builds_a_stack_per_target_and_moves_between_layouts(tmp_
     _ok("system_install", root, "--file", env)
     assert find(root).targets == () and (root / "compile" / "conda-meta").is_dir()
     assert not (root / "compile" / a).exists() and not (root / "compile" / b).exists()
-    assert _march(root / "compile" / "lib" / "libgreet.so") == b.replace("_", "-")
+    assert march(root / "compile" / "lib" / "libgreet.so") == b.replace("_", "-")
     assert _ok("verify", root).startswith(f"{root} matches its record")
 
 
