@@ -86,3 +86,9 @@ def march(binary: Path) -> str:
     found = re.search(r"-march=(\S+)", out)
     assert found, out
     return found.group(1)
+
+
+def log_of(out: str, package: str) -> Path:
+    """The build log an install's output names for ``package`` (``installed NAME ... log: PATH)``)."""
+    line = next(line for line in out.splitlines() if line.startswith(f"installed {package} "))
+    return Path(line.split("log: ")[1].rstrip(")"))

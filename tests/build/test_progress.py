@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from pmpm.progress import BuildProgress, duration, last_line
-from tests.clihelp import pmpm
+from tests.clihelp import log_of, pmpm
 
 RECIPE = """\
 name: tick
@@ -37,11 +37,6 @@ def _project(root: Path) -> Path:
     return env
 
 
-def _log_of(out: str, package: str) -> Path:
-    line = next(line for line in out.splitlines() if line.startswith(f"installed {package} "))
-    return Path(line.split("log: ")[1].rstrip(")"))
-
-
 def test_plain_output_gives_each_phase_its_duration_and_the_run_a_summary(tmp_path: Path) -> None:
     env = _project(tmp_path)
     first = pmpm("conda_install", tmp_path / "p1", "--file", env)
@@ -52,7 +47,7 @@ def test_plain_output_gives_each_phase_its_duration_and_the_run_a_summary(tmp_pa
     # in the order they ran, between the build's first and last line
     assert PHASE_LINE.findall("\n".join(lines[start:end])) == ["fetch", "prepare", "script", "pack", "link"]
     assert re.search(r"^compiled: 1 built, 0 from cache, 0 up to date in \d+\.\d s$", first.out, re.M)
-    log = _log_of(first.out, "tick").read_text()
+    log = log_of(first.out, "tick").read_text()
     # the durations are kept in the build's log, after what each phase wrote there
     assert re.search(r"tick is being built\n=== tick: script took \d+\.\d s\n", log)
     assert re.findall(r"^=== tick: (\w+) took", log, re.M) == ["fetch", "prepare", "script", "pack", "link"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pmpm.build.preview import _archive_top
 from tests.build.reprohelp import write_projects
-from tests.clihelp import pmpm
+from tests.clihelp import log_of, pmpm
 
 #: the builder each of reprohelp's four projects is built by
 BUILDERS = {"rc": "cmake", "ra": "autotools", "rm": "make", "rs": "script"}
@@ -29,11 +29,6 @@ def _projects(root: Path) -> Path:
     recipe = root / "project" / "recipes" / "rc.yaml"
     recipe.write_text(recipe.read_text().replace("args: [", f"args: [-DPLAN_TEST={root.name}, "))
     return env
-
-
-def _log_of(out: str, package: str) -> Path:
-    line = next(line for line in out.splitlines() if line.startswith(f"installed {package} "))
-    return Path(line.split("log: ")[1].rstrip(")"))
 
 
 def test_the_planned_commands_are_the_ones_the_build_runs(tmp_path: Path) -> None:
@@ -70,7 +65,7 @@ def test_the_planned_commands_are_the_ones_the_build_runs(tmp_path: Path) -> Non
     built = pmpm("conda_install", prefix, "--file", env)
     assert built.code == 0, built.text
     for name, c in planned.items():
-        log = _log_of(built.out, name).read_text()
+        log = log_of(built.out, name).read_text()
         ran = [(m.group(1), m.group(2)) for m in re.finditer(r"^=== \S+: (\w+) \(in (.*)\)\n", log, re.M)]
         assert ran == [(p["phase"], p["cwd"]) for p in c["commands"]], name
         at = 0
@@ -102,7 +97,7 @@ def test_the_planned_commands_are_the_ones_the_build_runs(tmp_path: Path) -> Non
     assert f"  configure in {build} (skipped: same command and flags as last time):" in text
     rebuilt = pmpm("conda_install", prefix, "--file", env)
     assert rebuilt.code == 0, rebuilt.text
-    log = _log_of(rebuilt.out, "ra").read_text()
+    log = log_of(rebuilt.out, "ra").read_text()
     assert "=== ra: configure skipped: same command and flags as last time" in log
     assert "$ autoreconf" not in log and "\n$ make -j" in log
 
