@@ -31,7 +31,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import requests
 from rattler.index import index_fs
 
 from pmpm import paths
@@ -99,6 +98,8 @@ class BinaryCache:
             self.say(f"copied the new builds to the binary cache {self.folder}")
 
     def _download(self, filename: str) -> Path | None:
+        import requests  # heavy (~50 ms): only a web cache's runs pay for it
+
         subdir = host_subdir()
         if self._remote_index is None:
             try:
@@ -139,6 +140,8 @@ class BinaryCache:
 
     def _download_log(self, url: str, dest: Path) -> None:
         """The package's build log, when the server has one (a log is no input: not checked)."""
+        import requests  # loaded already by _download
+
         tmp = temp_beside(dest)
         try:
             with requests.get(url, timeout=60) as reply:

@@ -33,7 +33,6 @@ from pmpm.build.recipe import Recipe, RecipeBook, unknown_recipes
 from pmpm.builders import Flags
 from pmpm.errors import combined, located
 from pmpm.host.detect import detect_host
-from pmpm.host.mpi.choice import decide as decide_mpi
 from pmpm.sources.cache import SourceCache
 
 if TYPE_CHECKING:
@@ -129,6 +128,9 @@ class Compiler:
         """The run's MPI (:func:`pmpm.host.mpi.choice.decide`), decided once: a choice that holds across the
         conda solve is kept, one that depends on it is made again after it."""
         if self._mpi_choice is None or not self._mpi_choice.final:
+            # MPI discovery (pmpm.host.mpi: ~1000 lines) loads only for a recipe that uses MPI
+            from pmpm.host.mpi.choice import decide as decide_mpi
+
             setting = self.spec.pmpm.mpi
             self._mpi_choice = decide_mpi(setting, system=self.system, base=self.base, prefix=self.prefix)
         return self._mpi_choice

@@ -13,6 +13,7 @@ plugin rebuilds what it built and the binary cache stops serving its old builds.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sys
@@ -210,7 +211,15 @@ def distribution_of(entry_point: Any) -> str:
     dist = getattr(entry_point, "dist", None)
     if dist is None:
         return f"{entry_point.value} (no distribution)"
-    return f"{dist.metadata['Name'] or dist.name} {dist.version}"
+    return _name_version(dist)
+
+
+@functools.cache
+def _name_version(dist: Any) -> str:
+    """Once per distribution and run: each ``metadata`` read parses its METADATA file again,
+    and every package's key asks for its builder's."""
+    metadata = dist.metadata
+    return f"{metadata['Name']} {metadata['Version']}"
 
 
 def distribution_files(entry_point: Any) -> list[str]:

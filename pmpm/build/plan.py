@@ -13,14 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pmpm import paths
 from pmpm.build.inputs import BuildInputs, digest  # noqa: F401 (digest: used by the record)
 from pmpm.build.recipe import Recipe, RecipeBook, apply_request, load_data, render, resolve_options
-from pmpm.builders import Flags
 from pmpm.conda.engine import BUILD_PREFIX
 from pmpm.errors import PmpmError
+
+if TYPE_CHECKING:
+    from pmpm.builders import Flags  # the build stage's: a conda-only run's result needs none
 
 
 @dataclass(frozen=True)

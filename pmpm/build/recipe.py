@@ -328,20 +328,34 @@ def apply_request(data: dict[str, Any], request: dict[str, Any], *, where: str |
     return data
 
 
+@cache
+def _jinja() -> Any:
+    """One template environment per run. jinja2 (~30 ms to import) loads with the first string
+    that has template markup: a recipe without any, and shell completion (pmpm.cli imports
+    this module), never load it."""
+    import jinja2
+
+    return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+def _render_text(text: str, context: dict[str, Any], path: str, origin: str) -> str:
+    env = _jinja()
+    import jinja2  # loaded by _jinja
+
+    try:
+        return env.from_string(text).render(context)
+    except jinja2.TemplateError as exc:
+        raise PmpmError(f"template error in `{path}`: {exc}", where=origin) from None
+
+
 def render(data: dict[str, Any], context: dict[str, Any], *, origin: str) -> Recipe:
     """Render every string of the recipe; list items that render empty are dropped."""
-    import jinja2  # ~80 ms: not for shell completion (pmpm.cli), which imports this module
-
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
     def one(value: Any, path: str) -> Any:
         if isinstance(value, str):
             if "{" not in value:  # no template markup: compiling it would cost more than the rest
                 return value
-            try:
-                return env.from_string(value).render(context)
-            except jinja2.TemplateError as exc:
-                raise PmpmError(f"template error in `{path}`: {exc}", where=origin) from None
+            return _render_text(value, context, path, origin)
         if isinstance(value, list):
             rendered = [one(v, f"{path}[{i}]") for i, v in enumerate(value)]
             return [v for v in rendered if not (isinstance(v, str) and not v.strip())]

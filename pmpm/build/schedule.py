@@ -19,7 +19,6 @@ from pmpm import paths
 from pmpm.build import provenance, reproducible
 from pmpm.build.binary_cache import build_channel, index
 from pmpm.build.environment import build_env
-from pmpm.build.execute import build_package, run_tests
 from pmpm.build.plan import BuildPlan, BuildResult, Step, digest
 from pmpm.builders import registry
 from pmpm.conda import engine as conda
@@ -129,6 +128,10 @@ def work_dir(compiler: Compiler, step: Step) -> Path:
 
 
 def _build_held(compiler: Compiler, step: Step, jobs: int, progress: BuildProgress) -> None:
+    # the builder, packer and tests, with the archive and staging modules they use: measured
+    # on the binary-cache path (a run taking every package from the cache does not load them)
+    from pmpm.build.execute import build_package
+
     recipe = step.recipe
     host = compiler.host(step.target)
     place = step.place
@@ -218,6 +221,8 @@ def _test(compiler: Compiler, step: Step, result, env: dict[str, str], cwd: Path
     if step.place is not None:
         test_prefix = step.place
         _install(compiler, [result.package], conda.installed_records(test_prefix), prefix=test_prefix)
+    from pmpm.build.execute import run_tests  # loaded by _build
+
     run_tests(
         step.recipe.test_commands,
         test_prefix=test_prefix,

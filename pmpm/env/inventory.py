@@ -56,15 +56,16 @@ def _unreadable(path: Path, exc: Exception) -> PmpmError:
 def record_files(prefix: Path) -> list[Path]:
     """The package record files of a prefix, sorted; none when it has no ``conda-meta``."""
     meta = paths.conda_meta(prefix)
-    try:
-        return sorted(meta / n for n in os.listdir(meta) if n.endswith(".json"))
-    except OSError:
-        return []
+    return [meta / name for name in record_names(prefix)]
 
 
 def record_names(prefix: Path) -> list[str]:
-    """The record file names alone: what the no-op state compares (any change renames one)."""
-    return [p.name for p in record_files(prefix)]
+    """The record file names alone, sorted: what the no-op state compares (any change renames
+    one). Names, not paths: sorting a few hundred paths costs the no-op more than the rest."""
+    try:
+        return sorted(n for n in os.listdir(paths.conda_meta(prefix)) if n.endswith(".json"))
+    except OSError:
+        return []
 
 
 def meta_records(stack: Path) -> list[dict[str, Any]]:

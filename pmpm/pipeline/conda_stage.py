@@ -147,8 +147,11 @@ def apply(solved: Solved, todo: Changes, say: Say) -> BuildResult:
         say(str(change))
     if todo.damaged:
         say("relinking damaged packages: " + ", ".join(sorted(todo.damaged)))
-    linked = bool(todo.conda or todo.damaged or (todo.respec and layout.conda is not None))
-    if linked:  # (a respec alone rewrites the records: their files stay)
+    # a respec alone rewrites the conda records' requested specs (their files stay): with no
+    # conda packages there is none to rewrite, and the compiled side's specs are in the history
+    respec = todo.respec and layout.conda is not None and bool(solved.records)
+    linked = bool(todo.conda or todo.damaged or respec)
+    if linked:
         assert layout.conda is not None  # a solve without a conda stack changes nothing
         conda.install(
             solved.records,
@@ -193,7 +196,8 @@ def _build(prepared: Prepared, plan: BuildPlan | None, say: Say, compiled: set[s
         return BuildResult(plan=None)
     from pmpm.pipeline.builds import build
 
-    return build(prepared.compiler, prepared.loaded.layout.compile, plan, say, compiled)
+    loaded = prepared.loaded
+    return build(prepared.compiler, loaded.layout.compile, plan, say, compiled, slurm=loaded.opts.slurm)
 
 
 def apply_backend(prepared: Prepared, say: Say) -> BuildResult:

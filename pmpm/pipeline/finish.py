@@ -18,7 +18,6 @@ from pmpm.env import state
 from pmpm.env.layout import Layout
 from pmpm.errors import PmpmError
 from pmpm.pipeline.types import Prepared, Say
-from pmpm.publish import jupyter, modules
 from pmpm.record.api import write_record
 from pmpm.spec.model import EnvSpec
 
@@ -58,9 +57,13 @@ def finish(prepared: Prepared, plan: BuildPlan | None, say: Say) -> None:
 
 def publish(spec: EnvSpec, layout: Layout, say: Say) -> None:
     """Make the environment reachable without pmpm: modulefiles and a Jupyter kernel, as the env
-    file asks. After the record, since the modules name the environment id of the new record."""
+    file asks. After the record, since the modules name the environment id of the new record.
+    The publishers (:mod:`pmpm.publish.modules`, :mod:`pmpm.publish.jupyter`) are imported only
+    by runs that ask for them: most runs do not, and each install would pay for them."""
     envinfo.save(layout, envinfo.EnvInfo.from_spec(spec))
     if spec.pmpm.modules:
+        from pmpm.publish import modules
+
         base = spec.path.parent
         config = {
             key: str(base / Path(value).expanduser()) if key in modules.KINDS else value
@@ -74,4 +77,6 @@ def publish(spec: EnvSpec, layout: Layout, say: Say) -> None:
             )
             raise
     if spec.pmpm.jupyter_kernel:
+        from pmpm.publish import jupyter
+
         jupyter.register(layout, say)

@@ -110,7 +110,7 @@ def run(loaded: Loaded, txn: Transaction, stale: list[Path], say: Say) -> int:
         with txn.changing():
             if layout.conda is not None:
                 apply_backend(prepared, say)
-            results = _build_all(layout, _stacks(layout, compilers), alias, say)
+            results = _build_all(layout, _stacks(layout, compilers), alias, say, slurm=loaded.opts.slurm)
             for home in homes:
                 variables.write(home, wanted)
             record(whole, say)
@@ -133,7 +133,7 @@ def run(loaded: Loaded, txn: Transaction, stale: list[Path], say: Say) -> int:
         if solved is not None and todo is not None:
             apply(solved, todo, say)
             conda_side = conda.installed_records(layout.conda) if layout.conda is not None else []
-        results = _build_all(layout, stacks, alias, say, conda_side)
+        results = _build_all(layout, stacks, alias, say, conda_side, slurm=loaded.opts.slurm)
         for home in homes:
             variables.write(home, wanted)
         record(whole, say)
@@ -203,7 +203,13 @@ def link_requirements(compiler: Compiler, stack: Path, conda_side: list[Any], sa
 
 
 def _build_all(
-    layout: Layout, stacks: list[TargetStack], alias: str, say: Say, conda_side: list[Any] | None = None
+    layout: Layout,
+    stacks: list[TargetStack],
+    alias: str,
+    say: Say,
+    conda_side: list[Any] | None = None,
+    *,
+    slurm: bool = False,
 ) -> list[BuildResult]:
     """Build each target into its stack (synced first, in conda_install mode), and write its
     conda history."""
@@ -216,7 +222,7 @@ def _build_all(
                 conda_side if conda_side is not None else conda.installed_records(layout.conda or item.stack)
             )
             link_requirements(item.compiler, item.stack, side, say)
-        results.append(build(item.compiler, item.stack, plan, say, item.compiled))
+        results.append(build(item.compiler, item.stack, plan, say, item.compiled, slurm=slurm))
         after = conda.installed_records(item.stack)
         history.append(item.stack, item.installed, after, _asked(item.compiler), alias=alias)
     return results

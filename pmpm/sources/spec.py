@@ -10,14 +10,16 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from pmpm.errors import PmpmError
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
 
 KINDS = ("url", "git", "pypi", "path")
 _EXTRA_KEYS = {"url": {"sha256"}, "git": {"ref"}, "pypi": {"sha256"}, "path": set()}
@@ -72,11 +74,11 @@ class SourceSpec:
 
     @property
     def pypi_name(self) -> str:
-        return Requirement(self.pypi or "").name
+        return _requirement(self.pypi or "").name
 
     @property
     def pypi_version(self) -> str:
-        return next(iter(Requirement(self.pypi or "").specifier)).version
+        return next(iter(_requirement(self.pypi or "").specifier)).version
 
 
 @dataclass(frozen=True)
@@ -160,12 +162,22 @@ def _parse_ref(data: dict[str, Any], where: str) -> str:
     return ref
 
 
+def _requirement(text: str) -> Requirement:
+    """``text`` parsed as a PEP 508 requirement. packaging's requirement parser (with its
+    markers and specifiers, ~25 ms to import) loads only for a recipe with a ``pypi:`` source."""
+    from packaging.requirements import Requirement
+
+    return Requirement(text)
+
+
 def _parse_pypi(value: Any, where: str) -> str:
     bad = _spec_error(f"pypi must be pinned as 'name==version', not {value!r}", where)
     if not isinstance(value, str):
         raise bad
+    from packaging.requirements import InvalidRequirement
+
     try:
-        req = Requirement(value)
+        req = _requirement(value)
     except InvalidRequirement:
         raise bad from None
     specs = list(req.specifier)

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -84,6 +85,40 @@ def test_a_second_prefix_installs_from_the_cache(tmp_path: Path, project) -> Non
     _check(second, tmp_path)
     ids = [json.loads(pmpm("record", p, "--json").out)["environment_id"] for p in (first, second)]
     assert ids[0] == ids[1]
+
+
+#: modules a run taking every package from the cache has no use for: the builder and packer,
+#: Slurm, the modules and kernel writers, MPI discovery, the web cache's HTTP client, pip's
+#: requirement parser (no ``pypi:`` source) and jinja2 (the recipe has no template markup).
+#: Loading them made this path a third slower than before the pipeline's redesign.
+NOT_FOR_A_CACHE_HIT = (
+    "pmpm.build.execute",
+    "pmpm.cluster.build_jobs",
+    "pmpm.publish.modules",
+    "pmpm.publish.jupyter",
+    "pmpm.host.mpi.choice",
+    "requests",
+    "packaging.requirements",
+    "jinja2",
+)
+
+
+def test_a_cache_hit_loads_nothing_only_a_build_or_another_feature_needs(tmp_path: Path, project) -> None:
+    env = project()
+    env.write_text(env.read_text().replace("packages: [hello]", "packages: [greet]"))  # no markup
+    assert pmpm("conda_install", tmp_path / "a", "--file", env).code == 0
+    probe = (
+        "import sys\n"
+        "from pmpm.__main__ import main\n"
+        "assert main(['conda_install', sys.argv[1], '--file', sys.argv[2]]) == 0\n"
+        f"print(sorted(m for m in {NOT_FOR_A_CACHE_HIT!r} if m in sys.modules))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "b"), str(env)], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "installed greet 1.0 from the binary cache" in run.stdout
+    assert run.stdout.splitlines()[-1] == "[]"
 
 
 def test_rebuild_bypasses_the_cache(tmp_path: Path, project) -> None:
