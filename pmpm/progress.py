@@ -57,7 +57,7 @@ def summary(built: int, from_cache: int, up_to_date: int, seconds: float) -> str
 
 
 def run_summary(result: Any, began: float) -> str | None:
-    """:func:`summary` of a run's ``pmpm.build.plan.BuildResult``, timed from ``began``
+    """:func:`summary` of a run's ``pmpm.build.result.BuildResult``, timed from ``began``
     (``time.monotonic()``); None for a run without compiled packages."""
     if result.plan is None or not len(result.plan):
         return None

@@ -1,6 +1,6 @@
 """The compile stage's services and its planning: the ``_pmpm.packages`` builds planned against
 what the stacks hold (a frozen :class:`pmpm.build.plan.BuildPlan`); :mod:`pmpm.build.schedule`
-runs a plan and returns a :class:`pmpm.build.plan.BuildResult`.
+runs a plan and returns a :class:`pmpm.build.result.BuildResult`.
 
 :class:`Compiler` is the run's configuration and services (recipes, sources, binary cache, host
 detection, MPI choice); it keeps no result of a stage for another stage to read: what planning

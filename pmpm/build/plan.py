@@ -1,6 +1,6 @@
 """What the compile stage will do, and why: one step per package, ordered, each with a build key
 and a decision; the plan is a frozen value (:class:`BuildPlan`) the builds carry out, and the
-builds' outcome another (:class:`BuildResult`).
+builds' outcome another (:class:`pmpm.build.result.BuildResult`).
 
 The build key is the digest of the package's ``BuildInputs`` (pmpm.build.inputs): every input
 that can change the installed bits. They are kept beside the installed package
@@ -87,25 +87,6 @@ class BuildPlan:
     def idle(self) -> bool:
         """True when every package is up to date: the builds have nothing to do."""
         return all(step.decision == "up to date" for step in self.steps)
-
-
-@dataclass(frozen=True)
-class BuildResult:
-    """What running a plan did: the packages built, installed from the binary cache, left as
-    they were, and the compiled packages removed because the env file no longer lists them."""
-
-    plan: BuildPlan | None
-    built: tuple[str, ...] = ()
-    from_cache: tuple[str, ...] = ()
-    up_to_date: tuple[str, ...] = ()
-    removed: tuple[str, ...] = ()
-
-    @property
-    def tools(self) -> dict[str, dict[str, str | None]]:
-        """The tools each package's build used (its MPI and python identity, None when the
-        recipe did not use it): what its key depends on beyond the compilers."""
-        steps = self.plan.steps if self.plan is not None else ()
-        return {s.name: {"mpi": s.inputs.mpi, "python": s.inputs.python} for s in steps}
 
 
 def build_string(inputs: BuildInputs) -> str:

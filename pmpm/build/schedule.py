@@ -1,6 +1,6 @@
 """Running the compile stage's plan: builds scheduled within one budget of jobs, each built,
 tested, packed and installed, or taken from the binary cache; what was done is returned as a
-:class:`pmpm.build.plan.BuildResult`.
+:class:`pmpm.build.result.BuildResult`.
 
 The caller holds the prefix lock and the journal: a failure anywhere puts PREFIX back as it was.
 """
@@ -19,7 +19,8 @@ from pmpm import paths
 from pmpm.build import provenance, reproducible
 from pmpm.build.binary_cache import build_channel, index
 from pmpm.build.environment import build_env
-from pmpm.build.plan import BuildPlan, BuildResult, Step, digest
+from pmpm.build.plan import BuildPlan, Step, digest
+from pmpm.build.result import BuildResult
 from pmpm.builders import registry
 from pmpm.conda import engine as conda
 from pmpm.conda.padding import check_build_prefix

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from pmpm.build import schedule
 from pmpm.build.compile_stage import Compiler
-from pmpm.build.plan import BuildPlan, BuildResult
+from pmpm.build.plan import BuildPlan
+from pmpm.build.result import BuildResult
 from pmpm.conda import engine as conda
 from pmpm.pipeline.types import Say
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pmpm.build.result import BuildResult
 from pmpm.conda import backends, explicit, history, variables
 from pmpm.conda import engine as conda
 from pmpm.conda.channels import channel_alias
@@ -22,7 +23,7 @@ from pmpm.pipeline.prepare import require_conda_stack
 from pmpm.pipeline.types import Changes, Prepared, Say, Solved
 
 if TYPE_CHECKING:
-    from pmpm.build.plan import BuildPlan, BuildResult
+    from pmpm.build.plan import BuildPlan
     from pmpm.env.layout import Layout
     from pmpm.host.mpi.choice import MPI
     from pmpm.spec.model import EnvSpec
@@ -191,8 +192,6 @@ def _build(prepared: Prepared, plan: BuildPlan | None, say: Say, compiled: set[s
     something to build or compiled packages to drop (``compiled``: those the prefix held
     before; None: unknown, the build stage reads them)."""
     if not _builds_ran(prepared, compiled):
-        from pmpm.build.plan import BuildResult
-
         return BuildResult(plan=None)
     from pmpm.pipeline.builds import build
 

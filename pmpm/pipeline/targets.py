@@ -25,7 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pmpm.build.plan import BuildPlan, BuildResult
+from pmpm.build.plan import BuildPlan
+from pmpm.build.result import BuildResult
 from pmpm.conda import engine as conda
 from pmpm.conda import history, variables
 from pmpm.conda.channels import channel_alias

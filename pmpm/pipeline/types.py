@@ -4,7 +4,7 @@
 -> ``Prepared`` (the compiled packages' recipes found, and the conda specs they add to the solve)
 -> ``Solved`` (the conda stack's records before and after the solve) -> ``Changes`` (what the
 run has to do, or nothing, with the build plan when it can be made before the conda stage)
--> :class:`~pmpm.build.plan.BuildResult` (what the builds did, with the
+-> :class:`~pmpm.build.result.BuildResult` (what the builds did, with the
 :class:`~pmpm.build.plan.BuildPlan` they carried out) -> the record, the published modules and
 the no-op state (which watches the plan's trees and files).
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from pmpm import __version__, paths
-from pmpm.build.inputs import BuildInputs, digest
 from pmpm.conda import variables
 from pmpm.env.inventory import file_entry, installed_files, meta_records, pip_packages, walk_files
 from pmpm.env.layout import Layout
@@ -66,6 +65,9 @@ def _is_compiled(data: dict[str, Any]) -> bool:
 
 
 def _compiled(data: dict[str, Any], stack_name: str, stack: Path) -> CompiledPackage:
+    # the build stage's inputs type: loaded only to record a stack with compiled packages
+    from pmpm.build.inputs import BuildInputs, digest
+
     name = data["name"]
     where = paths.build_inputs_file(stack, name)
     try:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from rattler import Subdir
 
-from pmpm.build.recipe import unknown_recipes
 from pmpm.errors import PmpmError, combined, located
 from pmpm.spec.model import EnvSpec
 from pmpm.spec.reader import URL, _Reader
@@ -48,7 +47,9 @@ def load_env_file(path: Path, *, subdir: str | None = None) -> EnvSpec:
         raise PmpmError(f"unknown platform `{subdir}`", hint=f"use one of: {', '.join(known_subdirs)}")
     reader = _Reader(path, subdir, known_subdirs)
     spec = reader.read(root.value)
-    if reader.problems:
+    if reader.problems:  # every problem at once: also recipes no recipe folder has
+        from pmpm.build.recipe import unknown_recipes  # the build stage's: not for a valid file
+
         reader.problems += unknown_recipes(spec)
         reader.problems.sort(key=_line_of)
         raise combined(reader.problems, "in the environment file")

@@ -14,7 +14,6 @@ from pmpm import paths
 from pmpm.build.inputs import FORMAT, BuildInputs
 from pmpm.build.plan import (
     BuildPlan,
-    BuildResult,
     Step,
     build_string,
     decide,
@@ -23,6 +22,7 @@ from pmpm.build.plan import (
     stored_inputs,
 )
 from pmpm.build.recipe import RecipeBook
+from pmpm.build.result import BuildResult
 from pmpm.builders import Flags
 from pmpm.errors import PmpmError
 

@@ -249,3 +249,29 @@ def test_noop_answer_does_not_load_the_cli_framework(tmp_path):
     ).stdout
     assert "is up to date" in out
     assert out.splitlines()[-1] == "[]"
+
+
+def test_a_conda_only_create_loads_no_part_of_the_build_stage(tmp_path):
+    """An env file without ``_pmpm`` packages solves and installs; it loads none of the compile
+    stage (only the result type every run returns), no builder plugin and no jinja2: their
+    import made a conda create measurably slower."""
+    import subprocess
+    import sys
+
+    env = write_env(tmp_path / "env.yml", [TEST_RECIPES], ["dependent"])
+    probe = (
+        "import sys\n"
+        "from pmpm.__main__ import main\n"
+        "assert main(['conda_install', sys.argv[1], '--file', sys.argv[2]]) == 0\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('pmpm.build.', 'pmpm.builders', 'jinja2'))"
+        " and m != 'pmpm.build.result'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "p"), str(env)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "is ready: " in out
+    assert installed(tmp_path / "p")["dependent"]
+    assert out.splitlines()[-1] == "[]"
