@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import re
@@ -92,3 +93,20 @@ def log_of(out: str, package: str) -> Path:
     """The build log an install's output names for ``package`` (``installed NAME ... log: PATH)``)."""
     line = next(line for line in out.splitlines() if line.startswith(f"installed {package} "))
     return Path(line.split("log: ")[1].rstrip(")"))
+
+
+def loaded_by(args: list[str | Path], prefixes: tuple[str, ...]) -> tuple[str, list[str]]:
+    """Run ``pmpm ARGS`` in a fresh interpreter (it must succeed) and return its output and the
+    loaded modules whose names start with one of ``prefixes``: what a path costs to import."""
+    probe = (
+        "import sys\n"
+        "from pmpm.__main__ import main\n"
+        "assert main(sys.argv[2:]) == 0\n"
+        "print(repr(sorted(m for m in sys.modules if m.startswith(tuple(sys.argv[1].split(','))))))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe, ",".join(prefixes), *map(str, args)], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    output, _, last = run.stdout.rstrip("\n").rpartition("\n")
+    return output, ast.literal_eval(last)

@@ -9,13 +9,12 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from tests.clihelp import installed, pmpm
+from tests.clihelp import installed, loaded_by, pmpm
 
 LIB_C = 'const char *greet(void) { return "%s"; }\n'
 APP_C = (
@@ -107,18 +106,9 @@ def test_a_cache_hit_loads_nothing_only_a_build_or_another_feature_needs(tmp_pat
     env = project()
     env.write_text(env.read_text().replace("packages: [hello]", "packages: [greet]"))  # no markup
     assert pmpm("conda_install", tmp_path / "a", "--file", env).code == 0
-    probe = (
-        "import sys\n"
-        "from pmpm.__main__ import main\n"
-        "assert main(['conda_install', sys.argv[1], '--file', sys.argv[2]]) == 0\n"
-        f"print(sorted(m for m in {NOT_FOR_A_CACHE_HIT!r} if m in sys.modules))\n"
-    )
-    run = subprocess.run(
-        [sys.executable, "-c", probe, str(tmp_path / "b"), str(env)], capture_output=True, text=True
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "installed greet 1.0 from the binary cache" in run.stdout
-    assert run.stdout.splitlines()[-1] == "[]"
+    out, loaded = loaded_by(["conda_install", tmp_path / "b", "--file", env], NOT_FOR_A_CACHE_HIT)
+    assert "installed greet 1.0 from the binary cache" in out
+    assert loaded == []
 
 
 def test_rebuild_bypasses_the_cache(tmp_path: Path, project) -> None:

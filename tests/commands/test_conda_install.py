@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from tests.clihelp import FORMAT_REPO, TEST_RECIPES, installed, pmpm, tree_digest, write_env
+from tests.clihelp import FORMAT_REPO, TEST_RECIPES, installed, loaded_by, pmpm, tree_digest, write_env
 
 pytestmark = pytest.mark.skipif(not TEST_RECIPES.is_dir(), reason="../shared/realworld channels are absent")
 
@@ -230,48 +230,23 @@ def test_missing_env_file_is_a_clear_error(tmp_path):
 
 def test_noop_answer_does_not_load_the_cli_framework(tmp_path):
     """The no-op re-run is answered before typer, py-rattler or YAML are imported: that is its speed."""
-    import subprocess
-    import sys
-
     env = write_env(tmp_path / "env.yml", [TEST_RECIPES], ["dependency"])
     assert pmpm("conda_install", tmp_path / "p", "--file", env).code == 0
-    probe = (
-        "import sys\n"
-        "from pmpm.__main__ import main\n"
-        "assert main(['conda_install', sys.argv[1], '--file', sys.argv[2]]) == 0\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rattler', 'yaml', 'rich')))\n"
+    out, heavy = loaded_by(
+        ["conda_install", tmp_path / "p", "--file", env], ("typer", "rattler", "yaml", "rich")
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe, str(tmp_path / "p"), str(env)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
     assert "is up to date" in out
-    assert out.splitlines()[-1] == "[]"
+    assert heavy == []
 
 
 def test_a_conda_only_create_loads_no_part_of_the_build_stage(tmp_path):
     """An env file without ``_pmpm`` packages solves and installs; it loads none of the compile
     stage (only the result type every run returns), no builder plugin and no jinja2: their
     import made a conda create measurably slower."""
-    import subprocess
-    import sys
-
     env = write_env(tmp_path / "env.yml", [TEST_RECIPES], ["dependent"])
-    probe = (
-        "import sys\n"
-        "from pmpm.__main__ import main\n"
-        "assert main(['conda_install', sys.argv[1], '--file', sys.argv[2]]) == 0\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('pmpm.build.', 'pmpm.builders', 'jinja2'))"
-        " and m != 'pmpm.build.result'))\n"
+    out, build = loaded_by(
+        ["conda_install", tmp_path / "p", "--file", env], ("pmpm.build.", "pmpm.builders", "jinja2")
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe, str(tmp_path / "p"), str(env)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
     assert "is ready: " in out
     assert installed(tmp_path / "p")["dependent"]
-    assert out.splitlines()[-1] == "[]"
+    assert build == ["pmpm.build.result"]
