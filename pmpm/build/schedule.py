@@ -222,7 +222,7 @@ def _test(compiler: Compiler, step: Step, result, env: dict[str, str], cwd: Path
     if step.place is not None:
         test_prefix = step.place
         _install(compiler, [result.package], conda.installed_records(test_prefix), prefix=test_prefix)
-    from pmpm.build.execute import run_tests  # loaded by _build
+    from pmpm.build.execute import run_tests  # loaded already by _build_held
 
     run_tests(
         step.recipe.test_commands,
