@@ -205,6 +205,13 @@ def test_a_node_whose_feature_lies_refuses_the_build(slurm_cluster: LoopbackSlur
     assert not prefix.exists()
 
 
+def _ctrl_c_reaches_it() -> None:
+    """In the child before it runs pmpm: SIGINT at its default, as in a terminal. A suite
+    started in the background by a shell without job control inherits SIGINT ignored, and
+    Python then installs no KeyboardInterrupt handler: the Ctrl-C would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("state", ["pending", "running"])
 def test_ctrl_c_cancels_the_runs_jobs_and_installs_nothing(
     slurm_cluster: LoopbackSlurm, tmp_path: Path, state: str
@@ -225,6 +232,7 @@ def test_ctrl_c_cancels_the_runs_jobs_and_installs_nothing(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ctrl_c_reaches_it,
     )
     assert proc.stdout is not None
     seen = ""
