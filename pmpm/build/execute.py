@@ -28,7 +28,9 @@ from pmpm.runlog import TAIL_LINES, disk_full_in_log, log_path
 
 
 @dataclass(frozen=True)
-class BuildResult:
+class PackageBuild:
+    """One package's finished build (a plan's outcome is :class:`pmpm.build.result.BuildResult`)."""
+
     package: Path  # the .conda file
     log: Path
     files: int
@@ -171,7 +173,7 @@ def build_package(
     log: Path | None = None,
     phase: Callable[[str], None] | None = None,
     info: dict[str, str] | None = None,
-) -> BuildResult:
+) -> PackageBuild:
     """Configure, build, stage-install, test and pack one package; returns the package file.
 
     ``incremental``: the build folder is kept from the last build of this package (a local tree
@@ -234,4 +236,4 @@ def build_package(
     meta = PackageMeta(name, version, build_string, depends=tuple(depends), extra=extra, timestamp=timestamp)
     package = pack(staged, meta, out_dir, placeholder=str(prefix), extra_info=info)
     files = sum(1 for _ in staged.rglob("*"))
-    return BuildResult(package, log, files, staged)
+    return PackageBuild(package, log, files, staged)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conda_package_handling import api as cph
 
-from pmpm.build.execute import BuildResult, build_package, run_command, run_tests
+from pmpm.build.execute import PackageBuild, build_package, run_command, run_tests
 from pmpm.builders import Flags, Step, registry
 from pmpm.errors import PmpmError
 
@@ -48,7 +48,7 @@ def source(root: Path, c_text: str = HELLO_C, makefile: str = MAKEFILE) -> Path:
     return root
 
 
-def build(tmp_path: Path, tree: Path, *, builder: str = "make", **given) -> BuildResult:
+def build(tmp_path: Path, tree: Path, *, builder: str = "make", **given) -> PackageBuild:
     """``build_package`` for package ``hello`` into a prefix that does not exist (and must not)."""
     options = {
         "flags": Flags(cflags="-O2 -DGREETING=42"),
