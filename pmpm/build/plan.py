@@ -50,6 +50,11 @@ class Step:
         return self.inputs.key
 
     @property
+    def compiles(self) -> bool:
+        """True when the run must compile it: neither up to date nor installed from the cache."""
+        return self.decision != "up to date" and self.cached is None
+
+    @property
     def build_string(self) -> str:
         return build_string(self.inputs)
 

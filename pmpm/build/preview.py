@@ -82,7 +82,7 @@ class BuildCommands:
 def preview(compiler: Compiler, steps: list[Step], installed: list[Any]) -> list[BuildCommands]:
     """The commands of each package ``steps`` would build (not those up to date or cached),
     ``installed``: the records the compiled stack would hold (the solve's)."""
-    built = [s for s in steps if s.decision != "up to date" and s.cached is None]
+    built = [s for s in steps if s.compiles]
     share = schedule.job_share(compiler, built)
     return [_one(compiler, step, share, installed) for step in built]
 

@@ -47,7 +47,7 @@ def run(compiler: Compiler, plan: BuildPlan) -> BuildResult:
     if cached:
         # one transaction for all of them: their keys already name the builds they require
         _take_from_cache(compiler, cached)
-    built = [step for step in steps if step.decision != "up to date" and step.cached is None]
+    built = [step for step in steps if step.compiles]
     if built:
         # a local tree's build folder is kept for the next build, but not half written
         dev = [dev_dir(compiler, s) for s in built if s.source.kind == "path"]

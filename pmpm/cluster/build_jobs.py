@@ -2,8 +2,9 @@
 
 The run goes as without ``--slurm`` (one transaction: locks, journal, the conda stage) up to
 its build stage. There, instead of compiling on the submitting host, it submits one ``sbatch``
-job per target at once (``--constraint``/partition from ``_pmpm.slurm.targets``, and the block's
-partition, account, time, cpus, memory and extra arguments) and waits for all of them. Each job
+job per target at once (``--constraint``/partition from ``_pmpm.slurm.targets``, and the
+block's partition, account, time, cpus, memory and extra arguments) and waits for all of them;
+a target found with nothing to compile before then gets no job. Each job
 (:mod:`pmpm.cluster.build_job`) checks its node can run its target, then plans and builds that
 target's stack as this run would, as its delegate (this run holds the locks and the journal).
 Its builds also land in pmpm's build channel, the binary cache. Then this run plans every
@@ -80,6 +81,7 @@ class SlurmRun:
     slurm: Slurm
     jobs: dict[str, Job] = field(default_factory=dict)  # job id -> job
     finished: dict[str, JobStatus] = field(default_factory=dict)
+    idle: set[Path] = field(default_factory=set)  # stacks found with nothing to compile: no job
 
     @property
     def stacks(self) -> dict[Path, str]:
@@ -150,12 +152,19 @@ def _have(program: str) -> bool:
 
 
 def delegate(compiler: Compiler, prefix: Path, plan: BuildPlan, say: Say) -> BuildPlan:
-    """The build stage of ``prefix`` under ``--slurm``: the first call submits every target's
-    job and waits for them; each call then returns ``prefix``'s plan made again, in which
-    every package is up to date (or raises, naming what differs). Without a Slurm run for
-    this compiler's env file: ``plan`` itself."""
+    """The build stage of ``prefix`` under ``--slurm``: the first call whose plan compiles
+    something submits a job for each target not already found with nothing to compile, and
+    waits for them; each call then returns ``prefix``'s plan made again, in which every
+    package is up to date (or raises, naming what differs). A plan that compiles nothing
+    (up to date, or from the binary cache) before any job: itself, with no job for its
+    target. Without a Slurm run for this compiler's env file: ``plan`` itself."""
     run = _RUN
     if run is None or compiler.spec is not run.loaded.spec or Path(prefix) not in run.stacks:
+        return plan
+    if not run.finished and not any(step.compiles for step in plan.steps):
+        # nothing for a node to do: no job (and no wait in the queue) for this stack
+        run.idle.add(Path(prefix))
+        say(f"slurm: target {run.stacks[Path(prefix)]} has nothing to compile; no job submitted")
         return plan
     if not run.finished:
         _submit_and_wait(run, say)
@@ -186,6 +195,8 @@ def _submit_and_wait(run: SlurmRun, say: Say) -> None:
     env = {"PMPM_CACHE_DIR": str(paths.cache_root()), "PMPM_LOG_DIR": str(paths.log_dir())}
     try:
         for target, stack in targets_of(loaded):
+            if stack in run.idle:
+                continue
             job = Job(target, stack, folder)
             job.file("json").write_text(request(target, loaded.layout, Path(opts.file).absolute(), options))
             command = [sys.executable, "-m", "pmpm.cluster.build_job", str(job.file("json"))]
@@ -256,7 +267,7 @@ def _check(run: SlurmRun, prefix: Path, plan: BuildPlan) -> Job:
     status = run.finished[job.job_id]
     problems: list[PmpmError] = []
     for step in plan.steps:
-        if step.decision in ("up to date", "from cache"):
+        if not step.compiles:
             continue
         theirs = stored_inputs(prefix, step.name)
         if theirs is None:

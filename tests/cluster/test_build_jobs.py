@@ -161,6 +161,30 @@ def test_system_install_with_two_targets_through_slurm(slurm_cluster: LoopbackSl
     assert again.code == 0 and "is up to date" in again.out and "submitted" not in again.out
 
 
+def test_a_stack_with_nothing_to_compile_submits_no_job(slurm_cluster: LoopbackSlurm, tmp_path: Path) -> None:
+    """greet already built for the target here; then the env file adds a conda package greet
+    does not use: the --slurm run installs it, plans greet (its key unchanged), finds nothing
+    to compile, and submits no job: on a cluster, no wait in the queue for nothing."""
+    from tests.factories import LocalChannel, PackageMeta
+
+    env = _project(tmp_path, "  target: x86_64\n" + _slurm_block({}))
+    prefix = tmp_path / "p"
+    first = pmpm("conda_install", prefix, "--file", env, env=_env(slurm_cluster, tmp_path))
+    assert first.code == 0, first.text
+    build = installed(prefix)["greet"]
+    channel = LocalChannel(tmp_path / "chan")
+    channel.add(PackageMeta("notes-data", "1.0", "0", noarch="generic"), {"share/notes.txt": "data\n"})
+    channel.index()
+    env.write_text(env.read_text().replace("dependencies: []", "dependencies: [notes-data]"))
+
+    result = pmpm("conda_install", prefix, "--file", env, "--slurm", env=_env(slurm_cluster, tmp_path))
+    assert result.code == 0, result.text
+    assert installed(prefix)["notes-data"].startswith("1.0-")
+    assert "slurm: target x86_64 has nothing to compile; no job submitted" in result.out
+    assert "submitted job" not in result.out and "building greet" not in result.out
+    assert installed(prefix)["greet"] == build
+
+
 def test_a_failing_build_job_names_target_job_node_and_log(
     slurm_cluster: LoopbackSlurm, tmp_path: Path
 ) -> None:
