@@ -117,7 +117,8 @@ def run(loaded: Loaded, txn: Transaction, stale: list[Path], say: Say) -> int:
             record(whole, say)
         finish(whole, merged(results), say)
         clear(stale, layout, say)
-        say(f"{layout.root} is ready ({loaded.opts.backend}), compiled for {targets}")
+        count = len(layout.targets)
+        say(f"{layout.root} is ready ({loaded.opts.backend}), compiled for {count} targets ({targets})")
         return 0
     if layout.conda is not None:
         solved = solve(prepared, say)

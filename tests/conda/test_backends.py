@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 
 import pytest
 import yaml
 
-from tests.clihelp import TEST_RECIPES, installed, pmpm, write_env
+from tests.build.test_compile_stage import project  # noqa: F401  (the recipes-and-sources fixture)
+from tests.clihelp import TEST_RECIPES, installed, march, pmpm, write_env
 from tests.real_conda import build_real_conda
 
 pytestmark = pytest.mark.skipif(not TEST_RECIPES.is_dir(), reason="../shared/realworld channels are absent")
@@ -126,3 +128,34 @@ def test_backend_flag_overrides_the_env_file(real_conda, tmp_path):
     assert installed(prefix) == {"dependent": "1.0-0", "dependency": "1.0-0"}
     history = (prefix / "conda-meta" / "history").read_text()
     assert "# cmd: pmpm conda_install" in history and "26.7.1" not in history  # not conda's work
+
+
+def test_the_real_conda_with_a_stack_per_target(real_conda, project, tmp_path):  # noqa: F811
+    """``_pmpm.backend: conda`` with two targets: conda makes the conda stack (the recipes'
+    conda requirement included), pmpm compiles a stack per target beside it, and a second run
+    is up to date."""
+    import archspec.cpu
+
+    host = archspec.cpu.host()
+    a, b = "x86_64", "x86_64_v2"
+    if host.family.name != "x86_64" or not archspec.cpu.TARGETS[b] <= host:
+        pytest.skip(f"needs an x86-64 CPU running {b} (this one is {host.name})")
+    env, _ = project
+    env.write_text(env.read_text().replace("_pmpm:\n", f"_pmpm:\n  backend: conda\n  targets: [{a}, {b}]\n"))
+    prefix = tmp_path / "p"
+    run_env = {**real_conda.env, "PMPM_CACHE_DIR": str(tmp_path / "cache")}
+    result = pmpm("conda_install", prefix, "--file", env, "--offline", env=run_env)
+    assert result.code == 0, result.text
+    assert f"is ready (conda), compiled for 2 targets ({a}, {b})" in result.out
+    conda_stack = installed(prefix)
+    assert "libdemo" in conda_stack and "demo-data" in conda_stack and "greet" not in conda_stack
+    assert " env update -p " in (prefix / "conda-meta" / "history").read_text()  # conda made it
+    for target in (a, b):
+        stack = prefix / "compile" / target
+        assert installed(stack)["hello"].startswith("2.0-pmpm_")
+        assert march(stack / "lib" / "libgreet.so") == target.replace("_", "-")
+        ran = subprocess.run([stack / "bin" / "hello"], capture_output=True, text=True)
+        assert ran.stdout == "hello, world\n", ran.stderr
+
+    again = pmpm("conda_install", prefix, "--file", env, "--offline", env=run_env)
+    assert again.code == 0 and "up to date" in again.out and "building" not in again.out, again.text
