@@ -158,19 +158,20 @@ def delegate(compiler: Compiler, prefix: Path, plan: BuildPlan, say: Say) -> Bui
     package is up to date (or raises, naming what differs). A plan that compiles nothing
     (up to date, or from the binary cache) before any job: itself, with no job for its
     target. Without a Slurm run for this compiler's env file: ``plan`` itself."""
-    run = _RUN
-    if run is None or compiler.spec is not run.loaded.spec or Path(prefix) not in run.stacks:
+    run, stack = _RUN, Path(prefix)
+    stacks = run.stacks if run is not None else {}
+    if run is None or compiler.spec is not run.loaded.spec or stack not in stacks:
         return plan
     if not run.finished and not any(step.compiles for step in plan.steps):
         # nothing for a node to do: no job (and no wait in the queue) for this stack
-        run.idle.add(Path(prefix))
-        say(f"slurm: target {run.stacks[Path(prefix)]} has nothing to compile; no job submitted")
+        run.idle.add(stack)
+        say(f"slurm: target {stacks[stack]} has nothing to compile; no job submitted")
         return plan
     if not run.finished:
         _submit_and_wait(run, say)
 
-    again = compiler.plan(conda.installed_records(prefix), stacks_changed=True)
-    job = _check(run, Path(prefix), again)
+    again = compiler.plan(conda.installed_records(stack), stacks_changed=True)
+    job = _check(run, stack, again)
     node = run.finished[job.job_id].node
     say(f"target {job.target}: {len(again)} compiled packages built by Slurm job {job.job_id} on {node}")
     return again
